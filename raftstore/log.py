@@ -1,0 +1,98 @@
+"""The log entry model: `Log` and `LogType`, with hashicorp/raft's values."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from raftstore.errors import InvalidLogError
+
+__all__ = ["MAX_INDEX", "MAX_UINT64", "Log", "LogType", "validate_log"]
+
+MAX_UINT64 = 2**64 - 1
+MAX_INDEX = MAX_UINT64
+_MIN_INT64 = -(2**63)
+_MAX_INT64 = 2**63 - 1
+
+
+class LogType(enum.IntEnum):
+    """The kind of a log entry (values match hashicorp/raft's ``LogType``)."""
+
+    COMMAND = 0
+    NOOP = 1
+    ADD_PEER_DEPRECATED = 2
+    REMOVE_PEER_DEPRECATED = 3
+    BARRIER = 4
+    CONFIGURATION = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """One Raft log entry.
+
+    Construction does not validate (decoding must stay cheap); a store
+    validates every entry with `validate_log` before writing anything.
+
+    - ``index``: 1 … 2**64-1.
+    - ``term``: 0 … 2**64-1.
+    - ``type``: a `LogType` (an int with a `LogType` value is accepted).
+    - ``data``, ``extensions``: `bytes`.
+    - ``appended_at``: nanoseconds since the Unix epoch (signed 64-bit), 0 = unset.
+    """
+
+    index: int
+    term: int
+    type: LogType = LogType.COMMAND
+    data: bytes = b""
+    extensions: bytes = b""
+    appended_at: int = 0
+
+
+_LOG_TYPE_VALUES = frozenset(int(t) for t in LogType)
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def validate_log(log: object, position: int | None = None) -> Log:
+    """Check that *log* is a `Log` that can be stored and return it.
+
+    Raises `InvalidLogError` naming the field (and the batch position, when
+    given) that is wrong.
+    """
+    where = "" if position is None else f" (batch position {position})"
+    if not isinstance(log, Log):
+        raise InvalidLogError(
+            f"expected a raftstore.Log{where}, got {type(log).__name__}: {log!r:.80}"
+        )
+    index = log.index
+    if not _is_int(index) or not 1 <= index <= MAX_INDEX:
+        raise InvalidLogError(f"log index must be an int in 1..2**64-1{where}, got {index!r:.40}")
+    term = log.term
+    if not _is_int(term) or not 0 <= term <= MAX_UINT64:
+        raise InvalidLogError(
+            f"log term must be an int in 0..2**64-1{where} (index {index}), got {term!r:.40}"
+        )
+    kind = log.type
+    if not _is_int(kind) or kind not in _LOG_TYPE_VALUES:
+        raise InvalidLogError(
+            f"log type must be a LogType{where} (index {index}), got {kind!r:.40}"
+        )
+    if type(log.data) is not bytes:
+        raise InvalidLogError(
+            f"log data must be bytes{where} (index {index}), got {type(log.data).__name__};"
+            " convert it with bytes(...)"
+        )
+    if type(log.extensions) is not bytes:
+        raise InvalidLogError(
+            f"log extensions must be bytes{where} (index {index}),"
+            f" got {type(log.extensions).__name__}; convert it with bytes(...)"
+        )
+    appended_at = log.appended_at
+    if not _is_int(appended_at) or not _MIN_INT64 <= appended_at <= _MAX_INT64:
+        raise InvalidLogError(
+            f"log appended_at must be int nanoseconds in the signed 64-bit range{where}"
+            f" (index {index}), got {appended_at!r:.40}"
+        )
+    return log
