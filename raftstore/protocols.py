@@ -23,6 +23,9 @@ class Capabilities:
     monotonic: bool
     #: ``read_only=True`` opens are supported.
     read_only: bool
+    #: A read-only handle may be open while a writer has the store (same
+    #: process or another).
+    concurrent_readers: bool
     #: A second writer handle on the same store raises `StoreLockedError`.
     locking: bool
 

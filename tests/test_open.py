@@ -124,13 +124,20 @@ def test_killed_writer_releases_its_lock(tmp_path: Path) -> None:
 
 
 def test_read_only_handle_sees_writer_progress(tmp_path: Path) -> None:
-    with raftstore.open(tmp_path / "db", sync=False) as writer:
+    """Read-only handles beside a writer in this process, map growth included."""
+    with raftstore.open(tmp_path / "db", sync=False, map_size=1 << 20) as writer:
         writer.store_log(Log(1, 1))
-        # Same process: LMDB refuses a second environment, reported as a lock.
-        with pytest.raises(StoreLockedError):
-            raftstore.open(tmp_path / "db", read_only=True)
+        # Same process: the read-only handle shares the writer's LMDB environment.
+        with raftstore.open(tmp_path / "db", read_only=True) as reader:
+            assert reader.last_index() == 1
+            writer.store_logs([Log(i, 1, data=os.urandom(2048)) for i in range(2, 2000)])
+            assert reader.last_index() == 1999
+            assert reader.get_log(1999) == writer.get_log(1999)
+        # A writer cannot join an environment this process opened read-only.
     with raftstore.open(tmp_path / "db", read_only=True) as reader:
-        assert reader.last_index() == 1
+        with pytest.raises(StoreLockedError, match="read-only"):
+            raftstore.open(tmp_path / "db")
+        assert reader.last_index() == 1999
         with pytest.raises(ReadOnlyError):
             reader.store_log(Log(2, 1))
         with pytest.raises(ReadOnlyError):

@@ -34,6 +34,9 @@ class Codec(Protocol):
     def decode(self, data: bytes | memoryview) -> Log: ...
 
 
+_LOG_TYPE_COUNT = len(_LOG_TYPES)
+
+
 def log_from_fields(fields: Any, codec: str) -> Log:
     """Build a `Log` from a decoded 6-sequence, checking every field's type.
 
@@ -44,18 +47,17 @@ def log_from_fields(fields: Any, codec: str) -> Log:
         index, term, kind, data, extensions, appended_at = fields
     except (TypeError, ValueError) as exc:
         raise CorruptionError(f"{codec} record is not a 6-field log entry: {fields!r:.80}") from exc
+    # One flat condition: this runs for every entry read.
     if (
-        type(index) is not int
-        or type(term) is not int
-        or type(kind) is not int
-        or type(data) is not bytes
-        or type(extensions) is not bytes
-        or type(appended_at) is not int
-        or index < 1
-        or term < 0
-        or not 0 <= kind < len(_LOG_TYPES)
+        type(index) is int
+        and type(term) is int
+        and type(kind) is int
+        and type(data) is bytes
+        and type(extensions) is bytes
+        and type(appended_at) is int
+        and index > 0
+        and term >= 0
+        and 0 <= kind < _LOG_TYPE_COUNT
     ):
-        raise CorruptionError(
-            f"{codec} record has fields of the wrong type or range: {fields!r:.80}"
-        )
-    return Log(index, term, _LOG_TYPES[kind], data, extensions, appended_at)
+        return Log(index, term, _LOG_TYPES[kind], data, extensions, appended_at)
+    raise CorruptionError(f"{codec} record has fields of the wrong type or range: {fields!r:.80}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -39,6 +40,29 @@ def _positive(value: Any) -> str | None:
 
 def _at_least_one_mib(value: Any) -> str | None:
     return None if value >= _MIB else "must be at least 1048576 (1 MiB)"
+
+
+class _SharedEnv:
+    """One LMDB environment shared by every handle on it in this process.
+
+    LMDB must not open the same environment twice in one process (its
+    locks are per process), so a read-only handle opened beside this
+    process's writer reuses the writer's environment. ``lock`` keeps
+    read-only handles' transactions apart from the writer's map resizing.
+    """
+
+    def __init__(
+        self, env: lmdb.Environment, dbs: dict[str, lmdb._Database], read_only: bool
+    ) -> None:
+        self.env = env
+        self.dbs = dbs
+        self.read_only = read_only
+        self.users = 1
+        self.lock = threading.RLock()
+
+
+_shared_envs: dict[str, _SharedEnv] = {}
+_shared_envs_lock = threading.Lock()
 
 
 class LmdbEngine(Engine):
@@ -69,7 +93,21 @@ class LmdbEngine(Engine):
         self._max_map_size = max(options["max_map_size"], options["map_size"])
         if read_only and not (path / "data.mdb").exists():
             raise StoreNotFoundError(f"no LMDB data in {path}")
-        self._env, self._dbs = self._open(path, options["map_size"])
+        self._key = os.path.realpath(path)
+        with _shared_envs_lock:
+            shared = _shared_envs.get(self._key)
+            if shared is None:
+                env, dbs = self._open(path, options["map_size"])
+                shared = _shared_envs[self._key] = _SharedEnv(env, dbs, read_only)
+            elif shared.read_only and not read_only:
+                raise StoreLockedError(
+                    f"store {path} is open read-only in this process; close those"
+                    " handles before opening it for writing"
+                )
+            else:
+                shared.users += 1
+        self._shared = shared
+        self._env, self._dbs = shared.env, shared.dbs
         # One read transaction reused between writes: beginning one per get
         # costs more than the get. A writer drops it before writing, so it
         # never pins old pages (which would make the file grow). Read-only
@@ -112,13 +150,24 @@ class LmdbEngine(Engine):
 
     def _read_txn(self) -> lmdb.Transaction:
         reader = self._reader
-        if reader is None:
+        if reader is not None:
+            return reader
+        if self.read_only:
+            # Released by _done_reading; see _SharedEnv.
+            self._shared.lock.acquire()
+        try:
             try:
                 reader = self._env.begin(buffers=False)
-            except lmdb.Error as exc:
-                raise StorageError(f"LMDB cannot begin a read transaction: {exc}") from exc
-            if not self.read_only:
-                self._reader = reader
+            except lmdb.MapResizedError:
+                # Another process grew the map: adopt its size and retry.
+                self._env.set_mapsize(0)
+                reader = self._env.begin(buffers=False)
+        except lmdb.Error as exc:
+            if self.read_only:
+                self._shared.lock.release()
+            raise StorageError(f"LMDB cannot begin a read transaction: {exc}") from exc
+        if not self.read_only:
+            self._reader = reader
         return reader
 
     def _drop_reader(self) -> None:
@@ -129,8 +178,17 @@ class LmdbEngine(Engine):
     def _done_reading(self, txn: lmdb.Transaction) -> None:
         if txn is not self._reader:
             txn.abort()
+            if self.read_only:
+                self._shared.lock.release()
 
     def get(self, namespace: str, key: bytes) -> bytes | None:
+        reader = self._reader
+        if reader is not None:
+            try:
+                return cast("bytes | None", reader.get(key, db=self._dbs[namespace]))
+            except lmdb.Error as exc:
+                self._drop_reader()
+                raise StorageError(f"LMDB get failed: {exc}") from exc
         txn = self._read_txn()
         try:
             value = cast("bytes | None", txn.get(key, db=self._dbs[namespace]))
@@ -189,7 +247,8 @@ class LmdbEngine(Engine):
             )
         new_size = min(new_size, self._max_map_size)
         try:
-            self._env.set_mapsize(new_size)
+            with self._shared.lock:
+                self._env.set_mapsize(new_size)
         except lmdb.Error as exc:
             raise StorageError(f"LMDB could not grow its map to {new_size}: {exc}") from exc
 
@@ -254,11 +313,20 @@ class LmdbEngine(Engine):
 
     def close(self) -> None:
         self._drop_reader()
-        self._env.close()
+        with _shared_envs_lock:
+            self._shared.users -= 1
+            if self._shared.users == 0:
+                del _shared_envs[self._key]
+                with self._shared.lock:
+                    self._env.close()
 
     def compact(self) -> None:
         """Rewrite the data file without its free pages (LMDB never shrinks it in place)."""
         assert self.path is not None
+        if self._shared.users > 1:
+            raise StoreLockedError(
+                f"cannot compact {self.path} while read-only handles in this process use it"
+            )
         self._drop_reader()
         map_size = int(self._env.info()["map_size"])
         tmp = self.path.with_name(self.path.name + ".compact")
@@ -285,3 +353,4 @@ class LmdbEngine(Engine):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             self._env, self._dbs = self._open(self.path, map_size)
+            self._shared.env, self._shared.dbs = self._env, self._dbs
