@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from raftstore.log import Log
 
@@ -63,8 +63,8 @@ class LogStore(Protocol):
 class StableStore(Protocol):
     """Durable key-value storage for Raft's term and vote (hashicorp ``StableStore``)."""
 
-    def set(self, key: bytes, value: bytes) -> None:
-        """Store *value* under *key*."""
+    def set(self, key: bytes, value: bytes | bytearray | memoryview) -> None:
+        """Store a copy of *value* under *key*."""
         ...
 
     def get(self, key: bytes) -> bytes | None:
@@ -99,6 +99,20 @@ class RaftStoreProtocol(LogStore, StableStore, Protocol):
     @property
     def is_monotonic(self) -> bool: ...
 
+    @property
+    def read_only(self) -> bool: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def iter_logs(self, low: int = 1, high: int = 2**64 - 1) -> Iterator[Log]:
+        """Yield the stored entries with ``low <= index <= high`` in index order."""
+        ...
+
     def sync(self) -> None: ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...

@@ -59,6 +59,7 @@ __all__ = [
     "MARKER_FILE",
     "MAX_STABLE_KEY_SIZE",
     "RaftStore",
+    "engine_capabilities",
     "index_key",
     "open_store",
     "read_marker",
@@ -97,6 +98,21 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def engine_capabilities(engine_class: type[Engine]) -> Capabilities:
+    """What a store on *engine_class* can do (the one place these rules live)."""
+    persistent = engine_class.persistent
+    return Capabilities(
+        persistent=persistent,
+        # Key-value engines allow gaps and overwrites.
+        monotonic=False,
+        # Every on-disk store can be opened read-only: the store refuses writes.
+        read_only=persistent,
+        concurrent_readers=persistent and engine_class.supports_read_only,
+        # The store's lock file guards every on-disk engine.
+        locking=persistent,
+    )
 
 
 def index_key(index: int) -> bytes:
@@ -182,10 +198,8 @@ class RaftStore:
         "_lock",
         "_lock_file",
         "_path",
-        "_persistent",
         "_read_only",
         "_state",
-        "_supports_read_only",
     )
 
     def __init__(
@@ -210,8 +224,6 @@ class RaftStore:
         self._path = path
         self._read_only = read_only
         self._lock_file = lock_file
-        self._persistent = type(engine).persistent
-        self._supports_read_only = type(engine).supports_read_only
         self._lock = threading.Lock()
         self._state = _OPEN
         self._first: int | None = None
@@ -254,13 +266,7 @@ class RaftStore:
     @property
     def capabilities(self) -> Capabilities:
         """What this store's engine can do."""
-        return Capabilities(
-            persistent=self._persistent,
-            monotonic=False,
-            read_only=self._persistent,
-            concurrent_readers=self._persistent and self._supports_read_only,
-            locking=self._persistent,
-        )
+        return engine_capabilities(type(self._engine))
 
     @property
     def kv(self) -> Engine:
@@ -494,7 +500,7 @@ class RaftStore:
 
     # -- StableStore -----------------------------------------------------------
 
-    def set(self, key: bytes, value: bytes) -> None:
+    def set(self, key: bytes, value: bytes | bytearray | memoryview) -> None:
         """Store *value* (bytes-like, copied) under *key* (1..511 bytes)."""
         key = _check_key(key)
         if type(value) is not bytes:
