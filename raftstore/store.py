@@ -457,11 +457,10 @@ class RaftStore:
                 self._engine.write(WriteBatch(clears=[LOGS]))
                 self._first, self._last = 0, 0
                 return
-            self._engine.write(WriteBatch(deletes=[(LOGS, _pack_index(low), _pack_index(high))]))
-            # Seek from the deleted range's edge, never from the namespace's
-            # start: engines with tombstones make that seek slow. If a seek
-            # fails, the None makes the next call reload the bounds.
-            self._first = None
+            # The new bounds are found before deleting (the keys beside the
+            # range are the same before and after), so a failed seek leaves
+            # the store untouched. Seeking from the range's edge, never from
+            # the namespace's start, keeps it fast on engines with tombstones.
             if low == first:
                 key = self._engine.first_key(LOGS, _pack_index(high + 1))
                 assert key is not None
@@ -470,6 +469,7 @@ class RaftStore:
                 key = self._engine.last_key(LOGS, _pack_index(low - 1))
                 assert key is not None
                 last = self._key_index(key)
+            self._engine.write(WriteBatch(deletes=[(LOGS, _pack_index(low), _pack_index(high))]))
             self._first, self._last = first, last
 
     def iter_logs(self, low: int = 1, high: int = MAX_UINT64) -> Iterator[Log]:

@@ -26,6 +26,8 @@ __all__ = [
     "Engine",
     "EngineOption",
     "WriteBatch",
+    "between",
+    "one_of",
 ]
 
 #: Namespace of log records: 8-byte big-endian index -> record.
@@ -49,6 +51,29 @@ class EngineOption:
     default: Any
     help: str
     check: Callable[[Any], str | None] | None = None
+
+
+def between(minimum: int, maximum: int, unit: str = "") -> Callable[[Any], str | None]:
+    """An `EngineOption` check accepting ``minimum <= value <= maximum``."""
+    suffix = f" {unit}" if unit else ""
+
+    def check(value: Any) -> str | None:
+        if minimum <= value <= maximum:
+            return None
+        return f"must be {minimum} to {maximum}{suffix}"
+
+    return check
+
+
+def one_of(*choices: object) -> Callable[[Any], str | None]:
+    """An `EngineOption` check accepting only *choices*."""
+
+    def check(value: Any) -> str | None:
+        if value in choices:
+            return None
+        return f"must be one of {', '.join(map(str, choices))}"
+
+    return check
 
 
 @dataclass(slots=True)

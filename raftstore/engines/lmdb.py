@@ -17,6 +17,7 @@ greater than the last one, which is exactly a Raft conflict rewrite.
 
 from __future__ import annotations
 
+import operator
 import os
 import shutil
 import threading
@@ -26,20 +27,14 @@ from typing import Any, ClassVar, cast
 
 import lmdb
 
-from raftstore.engines.base import NAMESPACES, Engine, EngineOption, WriteBatch
+from raftstore.engines.base import NAMESPACES, Engine, EngineOption, WriteBatch, between
 from raftstore.errors import StorageError, StoreLockedError, StoreNotFoundError
 
 __all__ = ["LmdbEngine"]
 
 _MIB = 1024 * 1024
-
-
-def _positive(value: Any) -> str | None:
-    return None if value > 0 else "must be > 0"
-
-
-def _at_least_one_mib(value: Any) -> str | None:
-    return None if value >= _MIB else "must be at least 1048576 (1 MiB)"
+_namespace_of = operator.itemgetter(0)
+_key_value_of = operator.itemgetter(1, 2)
 
 
 class _SharedEnv:
@@ -73,13 +68,22 @@ class LmdbEngine(Engine):
     supports_read_only: ClassVar[bool] = True
     options: ClassVar[Mapping[str, EngineOption]] = {
         "map_size": EngineOption(
-            int, 64 * _MIB, "initial map size in bytes; grown automatically", _at_least_one_mib
+            int,
+            64 * _MIB,
+            "initial map size in bytes; grown automatically",
+            between(_MIB, 1 << 48, "bytes"),
         ),
         "max_map_size": EngineOption(
-            int, 1 << 40, "largest map size growth may reach, in bytes", _at_least_one_mib
+            int,
+            1 << 40,
+            "largest map size growth may reach, in bytes",
+            between(_MIB, 1 << 48, "bytes"),
         ),
         "max_readers": EngineOption(
-            int, 126, "most concurrent read transactions (threads and processes)", _positive
+            int,
+            126,
+            "most concurrent read transactions (threads and processes)",
+            between(1, 1 << 16),
         ),
     }
 
@@ -227,14 +231,14 @@ class LmdbEngine(Engine):
         puts = batch.puts
         if not puts:
             return
-        namespace = puts[0][0]
-        if all(put[0] == namespace for put in puts):
+        # itemgetter/map keep the per-entry work in C: a batch of logs is
+        # the hot path, and it is always one namespace.
+        namespaces = set(map(_namespace_of, puts))
+        for namespace in namespaces:
+            items = puts if len(namespaces) == 1 else [p for p in puts if p[0] == namespace]
             txn.cursor(dbs[namespace]).putmulti(
-                [(key, value) for _, key, value in puts], overwrite=True, append=False
+                map(_key_value_of, items), overwrite=True, append=False
             )
-            return
-        for namespace, key, value in puts:
-            txn.put(key, value, db=dbs[namespace], overwrite=True, append=False)
 
     def _grow_map(self, batch: WriteBatch) -> None:
         current = int(self._env.info()["map_size"])
@@ -318,7 +322,10 @@ class LmdbEngine(Engine):
             if self._shared.users == 0:
                 del _shared_envs[self._key]
                 with self._shared.lock:
-                    self._env.close()
+                    try:
+                        self._env.close()
+                    except lmdb.Error as exc:
+                        raise StorageError(f"LMDB close of {self.path} failed: {exc}") from exc
 
     def compact(self) -> None:
         """Rewrite the data file without its free pages (LMDB never shrinks it in place)."""
