@@ -95,6 +95,11 @@ _open_stores: weakref.WeakSet[RaftStore] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     for store in list(_open_stores):
         store._state = _FORKED
+        # The child's copy of the lock descriptor would keep the store
+        # locked after the parent closes it; dropping the copy releases
+        # nothing in the parent.
+        if store._lock_file is not None:
+            store._lock_file.forget()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -378,8 +383,17 @@ class RaftStore:
         return log
 
     def store_log(self, log: Log) -> None:
-        """Store one entry; same as ``store_logs([log])``."""
-        self.store_logs((log,))
+        """Store one entry; same as ``store_logs([log])``, with one engine put."""
+        if not _is_storable(log):
+            validate_log(log)
+        with self._lock:
+            if self._state is not _OPEN:
+                self._raise_unusable()
+            if self._read_only:
+                self._raise_read_only("store_log")
+            index = log.index
+            self._engine.put(LOGS, _pack_index(index), self._encode_record(log, None))
+            self._note_stored(index, index)
 
     def store_logs(self, logs: Iterable[Log]) -> None:
         """Store every entry of *logs* in one atomic write, or none of them.
@@ -409,32 +423,47 @@ class RaftStore:
             encode = self._codec.encode
             puts: list[tuple[str, bytes, bytes]] = []
             append = puts.append
-            low = high = batch[0].index if _is_storable(batch[0]) else 0
+            low = high = -1
             for position, log in enumerate(batch):
                 if not _is_storable(log):
                     validate_log(log, position)
                 index = log.index
                 try:
                     payload = encode(log)
-                except RaftStoreError:
+                except Exception:
+                    self._encode_record(log, position)  # raises the explained error
                     raise
-                except Exception as exc:
-                    raise InvalidLogError(
-                        f"codec {self._codec_name!r} could not encode log {index}"
-                        f" (batch position {position}): {type(exc).__name__}: {exc};"
-                        " nothing was stored"
-                    ) from exc
                 append((LOGS, _pack_index(index), payload + _crc32(payload).to_bytes(4, "little")))
-                if index < low:
-                    low = index
-                elif index > high:
+                if index > high:
                     high = index
+                    if low < 0:
+                        low = index
+                elif index < low:
+                    low = index
             self._engine.write(WriteBatch(puts=puts))
-            first, last = self._bounds()
-            if first == 0 or low < first:
-                self._first = low
-            if high > last:
-                self._last = high
+            self._note_stored(low, high)
+
+    def _encode_record(self, log: Log, position: int | None) -> bytes:
+        """The framed record of a validated *log*; `InvalidLogError` if the codec fails."""
+        try:
+            payload = self._codec.encode(log)
+        except RaftStoreError:
+            raise
+        except Exception as exc:
+            where = "" if position is None else f" (batch position {position})"
+            raise InvalidLogError(
+                f"codec {self._codec_name!r} could not encode log {log.index}{where}:"
+                f" {type(exc).__name__}: {exc}; nothing was stored"
+            ) from exc
+        return payload + _crc32(payload).to_bytes(4, "little")
+
+    def _note_stored(self, low: int, high: int) -> None:
+        """Widen the cached bounds after entries ``low..high`` were written."""
+        first, last = self._bounds()
+        if first == 0 or low < first:
+            self._first = low
+        if high > last:
+            self._last = high
 
     def delete_range(self, min_index: int, max_index: int) -> None:
         """Delete the entries ``min_index..max_index``, both ends inclusive.
@@ -517,7 +546,7 @@ class RaftStore:
                 self._raise_unusable()
             if self._read_only:
                 self._raise_read_only(operation)
-            self._engine.write(WriteBatch(puts=[(STABLE, key, _frame(value))]))
+            self._engine.put(STABLE, key, _frame(value))
 
     def get(self, key: bytes) -> bytes | None:
         """The value under *key*, or None when absent (a stored ``b""`` is ``b""``)."""
@@ -649,6 +678,10 @@ class _LockFile:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)  # closing the descriptor releases the flock
+
+    def forget(self) -> None:
+        """Close this process's descriptor (after fork: the parent still holds the lock)."""
+        self.release()
 
 
 def _read_holder(fd: int) -> str:

@@ -137,6 +137,13 @@ class Engine(abc.ABC):
     def write(self, batch: WriteBatch) -> None:
         """Apply *batch* atomically: on any error nothing of it is visible."""
 
+    def put(self, namespace: str, key: bytes, value: bytes) -> None:
+        """Store one value atomically: the same as a `write` of a one-put batch.
+
+        Override it when a single put is cheaper than a batch of one.
+        """
+        self.write(WriteBatch(puts=[(namespace, key, value)]))
+
     @abc.abstractmethod
     def scan(
         self, namespace: str, low: bytes, high: bytes | None, limit: int

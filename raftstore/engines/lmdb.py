@@ -203,6 +203,18 @@ class LmdbEngine(Engine):
             self._done_reading(txn)
         return value
 
+    def put(self, namespace: str, key: bytes, value: bytes) -> None:
+        self._drop_reader()
+        while True:
+            try:
+                with self._env.begin(write=True, db=self._dbs[namespace]) as txn:
+                    txn.put(key, value, overwrite=True, append=False)
+                return
+            except lmdb.MapFullError:
+                self._grow_map(WriteBatch(puts=[(namespace, key, value)]))
+            except lmdb.Error as exc:
+                raise StorageError(f"LMDB write failed, nothing was written: {exc}") from exc
+
     def write(self, batch: WriteBatch) -> None:
         self._drop_reader()
         while True:

@@ -255,6 +255,17 @@ class RocksDBEngine(Engine):
         except Exception as exc:
             self._raise_native(exc, "write")
 
+    def put(self, namespace: str, key: bytes, value: bytes) -> None:
+        """Store one value with ``DB::Put`` (cheaper than a batch of one when synced)."""
+        if self.read_only:
+            raise ReadOnlyError(f"the rocksdb engine at {self._data_path} is read-only")
+        db = self._live()
+        prefixed = namespace_prefix(namespace) + key
+        try:
+            db.put(prefixed, value, self._write_options)
+        except Exception as exc:
+            self._raise_native(exc, "write")
+
     def _read_options(self, lowest: bytes, end: bytes) -> rocksdict.ReadOptions:
         # Bounds stop a seek from walking into deleted keys or other namespaces.
         read_options = rocksdict.ReadOptions()
