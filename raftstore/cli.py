@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import raftstore
-from raftstore import admin
+from raftstore import admin, benchmark
 from raftstore._terminal import Progress, format_bytes, is_terminal, render_table
 from raftstore.errors import (
     CodecMismatchError,
@@ -592,13 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conformance.add_argument("-v", dest="verbose", action="store_true", help="one line per test")
 
-    try:
-        benchmark = importlib.import_module("raftstore.benchmark")
-    except ModuleNotFoundError as exc:
-        if exc.name != "raftstore.benchmark":
-            raise
-    else:
-        benchmark.add_subcommand(commands)
+    benchmark.add_subcommand(commands)
     return parser
 
 

@@ -1,0 +1,137 @@
+"""Smoke runs of the benchmark machinery: tiny sizes, no assertion on any timing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+import raftstore
+from raftstore import benchmark
+from raftstore.engines.base import LOGS
+from raftstore.registry import create_codec
+from raftstore.store import index_key
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _engines() -> str:
+    names = [info.name for info in raftstore.available_engines() if info.available]
+    return ",".join(name for name in names if name in ("memory", "lmdb", "rocksdb", "leveldb"))
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="raftstore")
+    benchmark.add_subcommand(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["bench", *argv])
+
+
+def test_raw_records_match_the_store_format() -> None:
+    # The raw baselines write records by hand: they must be the store's bytes.
+    log = benchmark.build_logs(7, 1)[0]
+    with raftstore.open("memory://", codec="msgpack") as store:
+        store.store_log(log)
+        record = store.kv.get(LOGS, index_key(7))
+    payload = create_codec("msgpack").encode(log)
+    assert record == payload + zlib.crc32(payload).to_bytes(4, "little")
+
+
+def test_bench_command_runs_and_writes_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    args = _parse(
+        "--smoke",
+        "--engines",
+        _engines(),
+        "--codecs",
+        "msgpack",
+        "--json",
+        str(out),
+        "--dir",
+        str(tmp_path / "stores"),
+    )
+    assert args.func is benchmark.run
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "append_64 [no sync]" in printed
+    assert "get_random" in printed
+    assert "targets:" in printed
+    report = json.loads(out.read_text())
+    assert report["schema"] == benchmark.SCHEMA_VERSION
+    workloads = {result["workload"] for result in report["results"]}
+    assert workloads == set(benchmark.WORKLOADS)
+    kinds = {result["kind"] for result in report["results"]}
+    assert {"raftstore", "raw"} <= kinds
+    stores = [r for r in report["results"] if r["kind"] == "raftstore"]
+    assert all(r["value"] > 0 and r["samples"] for r in stores)
+    assert all(r["ratio_to_raw"] is not None for r in stores if r["workload"] != "rss")
+    assert {target["target"] for target in report["targets"]}
+    assert not any((tmp_path / "stores").iterdir())  # every store was removed
+
+
+def test_bench_options_select_the_matrix() -> None:
+    args = _parse("--quick", "--engines", "memory", "--codecs", "msgpack", "--no-sync")
+    config = benchmark.config_from_args(args)
+    assert config.engines == ["memory"]
+    assert config.codecs == ["msgpack"]
+    assert config.syncs == [False]
+    assert config.sizes is benchmark.QUICK
+    with pytest.raises(SystemExit, match="unknown workload"):
+        benchmark.config_from_args(_parse("--workloads", "nope"))
+
+
+def test_tables_and_plot_render(tmp_path: Path) -> None:
+    config = benchmark.BenchConfig(
+        engines=["memory"],
+        codecs=["msgpack"],
+        workloads=["append_64", "get_random"],
+        syncs=[False],
+        sizes=benchmark.SMOKE,
+        baselines=False,
+        directory=tmp_path,
+    )
+    report = benchmark.run_benchmarks(config)
+    table = benchmark.format_tables(report.results)
+    assert "memory/msgpack" in table
+    assert "raw memory (msgpack records)" in table
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "bench.png"
+    benchmark.write_plot(report.results, plot)
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.timeout(180)
+def test_pytest_benchmark_suite_runs_once() -> None:
+    pytest.importorskip("pytest_benchmark")
+    env = dict(
+        os.environ,
+        RAFTSTORE_BENCH_SCALE="smoke",
+        RAFTSTORE_BENCH_CODECS="msgpack",
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "bench"),
+            "-q",
+            "--benchmark-disable",
+            "-p",
+            "no:cacheprovider",
+            "-x",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
