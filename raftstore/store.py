@@ -259,6 +259,11 @@ class RaftStore:
         return self._state is not _OPEN
 
     @property
+    def sync_writes(self) -> bool:
+        """True when every write is on stable storage before it returns (``sync=True``)."""
+        return self._engine.sync_writes
+
+    @property
     def read_only(self) -> bool:
         """True when the store was opened with ``read_only=True``."""
         return self._read_only

@@ -1,0 +1,12 @@
+"""Integrations of raftstore with existing Raft implementations.
+
+Each integration lives in its own module and imports its Raft library only
+when that module is imported, so ``import raftstore`` stays light:
+
+- `raftstore.integrations.pysyncobj`: a durable PySyncObj journal with group
+  commit (``pip install 'raftstore[pysyncobj]'``).
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
