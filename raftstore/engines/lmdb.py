@@ -189,13 +189,14 @@ class LmdbEngine(Engine):
         reader = self._reader
         if reader is not None:
             try:
-                return cast("bytes | None", reader.get(key, db=self._dbs[namespace]))
+                value: bytes | None = reader.get(key, db=self._dbs[namespace])  # type: ignore[assignment]
+                return value
             except lmdb.Error as exc:
                 self._drop_reader()
                 raise StorageError(f"LMDB get failed: {exc}") from exc
         txn = self._read_txn()
         try:
-            value = cast("bytes | None", txn.get(key, db=self._dbs[namespace]))
+            value = txn.get(key, db=self._dbs[namespace])  # type: ignore[assignment]
         except lmdb.Error as exc:
             self._drop_reader()
             raise StorageError(f"LMDB get failed: {exc}") from exc
