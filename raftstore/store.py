@@ -376,13 +376,20 @@ class RaftStore:
             payload: bytes | memoryview = raw[:-4]
         else:
             payload = _unframe(raw, f"log {index}")
-        log = self._codec_decode(payload)
+        try:
+            log = self._codec_decode(payload)
+        except CorruptionError as exc:
+            raise CorruptionError(f"log {index}: {exc}") from exc
         if log.index != index:
             raise CorruptionError(f"log {index}: record holds index {log.index}")
         return log
 
     def _decode(self, index: int, raw: bytes) -> Log:
-        log = self._codec.decode(_unframe(raw, f"log {index}"))
+        payload = _unframe(raw, f"log {index}")
+        try:
+            log = self._codec.decode(payload)
+        except CorruptionError as exc:
+            raise CorruptionError(f"log {index}: {exc}") from exc
         if log.index != index:
             raise CorruptionError(f"log {index}: record holds index {log.index}")
         return log
@@ -425,6 +432,7 @@ class RaftStore:
                 self._raise_read_only("store_logs")
             if not batch:
                 return
+            self._bounds()  # loaded before writing, so a failed load changes nothing
             encode = self._codec.encode
             puts: list[tuple[str, bytes, bytes]] = []
             append = puts.append
@@ -755,7 +763,10 @@ def resolve_engine_name(path: Path | None, engine: str | None, default: str) -> 
                 f" open it with engine={recorded!r} (or migrate it)"
             )
         return recorded
-    if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()):
+    # The lock file and a marker left half-written by a creation that was
+    # killed are ours: a directory holding only those is still "empty".
+    leftovers = {LOCK_FILE, MARKER_FILE + ".tmp"}
+    if path.is_dir() and any(p.name not in leftovers for p in path.iterdir()):
         raise ConfigurationError(
             f"{path} is not empty and holds no raftstore store (no {MARKER_FILE});"
             " choose a new or empty directory"

@@ -2,9 +2,12 @@
 
 One named LMDB database per namespace in one environment. Every write batch
 is one LMDB write transaction: committed whole or aborted whole. With
-``sync=True`` LMDB fsyncs the data and the meta page at every commit; with
-``sync=False`` (``MDB_NOSYNC``) a crash of the machine may lose the latest
-commits but never tears one, and `sync` flushes them.
+``sync=True`` LMDB fsyncs the data and the meta page at every commit. With
+``sync=False`` (``MDB_NOSYNC``) commits reach the page cache only, and
+`sync` flushes them: a killed process loses nothing (the page cache
+survives it), but a crash of the machine before a `sync` may lose the
+latest commits and, as LMDB's own documentation warns, may corrupt the
+database.
 
 LMDB's map is a fixed-size window on the file; when a write does not fit,
 the transaction aborts (nothing half-written), the map is doubled and the
