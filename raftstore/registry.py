@@ -10,7 +10,6 @@ not found among the built-ins and registrations (or when listing).
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import re
 import threading
@@ -161,6 +160,10 @@ def _read_entry_points(kind: Kind) -> None:
     if kind in _entry_points_read:
         return
     _entry_points_read.add(kind)
+    # Imported here: importlib.metadata (and the email package it pulls in)
+    # would double the time of `import raftstore`.
+    import importlib.metadata
+
     for point in importlib.metadata.entry_points(group=_GROUPS[kind]):
         if point.name in _entries[kind] or not _NAME.match(point.name):
             continue
