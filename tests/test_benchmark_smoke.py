@@ -101,7 +101,6 @@ def test_tables_and_plot_render(tmp_path: Path) -> None:
     table = benchmark.format_tables(report.results)
     assert "memory/msgpack" in table
     assert "raw memory (msgpack records)" in table
-    pytest.importorskip("matplotlib")
     plot = tmp_path / "bench.png"
     benchmark.write_plot(report.results, plot)
     assert plot.read_bytes().startswith(b"\x89PNG")
@@ -109,7 +108,6 @@ def test_tables_and_plot_render(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(180)
 def test_pytest_benchmark_suite_runs_once() -> None:
-    pytest.importorskip("pytest_benchmark")
     env = dict(
         os.environ,
         RAFTSTORE_BENCH_SCALE="smoke",
