@@ -201,7 +201,9 @@ class RaftStore:
         "_first",
         "_last",
         "_lock",
+        "_lock_acquire",
         "_lock_file",
+        "_lock_release",
         "_path",
         "_read_only",
         "_state",
@@ -230,6 +232,8 @@ class RaftStore:
         self._read_only = read_only
         self._lock_file = lock_file
         self._lock = threading.Lock()
+        self._lock_acquire = self._lock.acquire
+        self._lock_release = self._lock.release
         self._state = _OPEN
         self._first: int | None = None
         self._last = 0
@@ -366,10 +370,15 @@ class RaftStore:
         except struct.error:
             _check_uint64(index, "log index")
             raise
-        with self._lock:
+        # Bound acquire/release cost half of a `with` block: this is the
+        # hottest read.
+        self._lock_acquire()
+        try:
             if self._state is not _OPEN:
                 self._raise_unusable()
             raw = self._engine_get(LOGS, key)
+        finally:
+            self._lock_release()
         if raw is None:
             raise LogNotFoundError(f"log {index} not found")
         if _crc32(raw) == _CRC_RESIDUE and len(raw) < 4096:

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, cast
 
 import lmdb
 
-from raftstore.engines.base import NAMESPACES, Engine, EngineOption, WriteBatch, between
+from raftstore.engines.base import LOGS, NAMESPACES, Engine, EngineOption, WriteBatch, between
 from raftstore.errors import StorageError, StoreLockedError, StoreNotFoundError
 
 __all__ = ["LmdbEngine"]
@@ -163,12 +163,13 @@ class LmdbEngine(Engine):
             # Released by _done_reading; see _SharedEnv.
             self._shared.lock.acquire()
         try:
+            logs = self._dbs[LOGS]
             try:
-                reader = self._env.begin(buffers=False)
+                reader = self._env.begin(db=logs, buffers=False)
             except lmdb.MapResizedError:
                 # Another process grew the map: adopt its size and retry.
                 self._env.set_mapsize(0)
-                reader = self._env.begin(buffers=False)
+                reader = self._env.begin(db=logs, buffers=False)
         except lmdb.Error as exc:
             if self.read_only:
                 self._shared.lock.release()
@@ -192,7 +193,12 @@ class LmdbEngine(Engine):
         reader = self._reader
         if reader is not None:
             try:
-                value: bytes | None = reader.get(key, db=self._dbs[namespace])  # type: ignore[assignment]
+                # The reader's default database is the logs': passing db=
+                # costs a keyword parse and a dict lookup per get.
+                if namespace == LOGS:
+                    value: bytes | None = reader.get(key)  # type: ignore[assignment]
+                else:
+                    value = reader.get(key, db=self._dbs[namespace])  # type: ignore[assignment]
                 return value
             except lmdb.Error as exc:
                 self._drop_reader()
