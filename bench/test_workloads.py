@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
@@ -54,38 +54,28 @@ def _random_indexes(size: int, count: int = 1024) -> list[int]:
     return [rng.randrange(1, size + 1) for _ in range(count)]
 
 
-def test_get_random(
-    benchmark: BenchmarkFixture,
-    datasets: Callable[..., object],
-    engine_codec: tuple[str, str],
-    variant: str,
-    sizes: Sizes,
-) -> None:
+@pytest.fixture
+def largest_dataset(
+    datasets: Callable[..., object], engine_codec: tuple[str, str], variant: str, sizes: Sizes
+) -> Iterator[tuple[Handle, int]]:
+    """A handle of this variant on the largest data set of this scale, and that set's size."""
     size = sizes.dataset_sizes[-1]
     data = datasets(*engine_codec, size)
-    indexes = _random_indexes(size)
     handle: Handle = data.open(variant)  # type: ignore[attr-defined]
-    try:
-        benchmark(handle.get_many, indexes)
-    finally:
-        handle.close()
+    yield handle, size
+    handle.close()
+
+
+def test_get_random(benchmark: BenchmarkFixture, largest_dataset: tuple[Handle, int]) -> None:
+    handle, size = largest_dataset
+    indexes = _random_indexes(size)
+    benchmark(handle.get_many, indexes)
     benchmark.extra_info.update(entries=size, gets_per_call=len(indexes))
 
 
-def test_tail_read(
-    benchmark: BenchmarkFixture,
-    datasets: Callable[..., object],
-    engine_codec: tuple[str, str],
-    variant: str,
-    sizes: Sizes,
-) -> None:
-    size = sizes.dataset_sizes[-1]
-    data = datasets(*engine_codec, size)
-    handle: Handle = data.open(variant)  # type: ignore[attr-defined]
-    try:
-        benchmark(handle.tail, size, 1)
-    finally:
-        handle.close()
+def test_tail_read(benchmark: BenchmarkFixture, largest_dataset: tuple[Handle, int]) -> None:
+    handle, size = largest_dataset
+    benchmark(handle.tail, size, 1)
     benchmark.extra_info.update(entries=size, gets_per_call=TAIL)
 
 

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -410,7 +410,21 @@ class RawLmdb(RawHandle):
         self.env.close()
 
 
-class RawRocks(RawHandle):
+class _RawPrefixed(RawHandle):
+    """Shared parts of the raw bindings that keep the rocksdb and leveldb engines' key layout."""
+
+    db: Any
+
+    def get_many(self, indexes: Sequence[int]) -> None:
+        get, decode, pack = self.db.get, self.decode, _PREFIXED_INDEX.pack
+        for index in indexes:
+            decode(get(pack(_LOG_PREFIX, index))[:-4])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class RawRocks(_RawPrefixed):
     """rocksdict in raw mode, with the rocksdb engine's key prefix and default options."""
 
     def __init__(self, path: Path, codec: Codec, *, sync: bool) -> None:
@@ -455,11 +469,6 @@ class RawRocks(RawHandle):
                 db.write(native, options)
         self._note(batches[-1])
 
-    def get_many(self, indexes: Sequence[int]) -> None:
-        get, decode, pack = self.db.get, self.decode, _PREFIXED_INDEX.pack
-        for index in indexes:
-            decode(get(pack(_LOG_PREFIX, index))[:-4])
-
     def _delete(self, low: int, high: int) -> None:
         native = self.make_batch()
         pack = _PREFIXED_INDEX.pack
@@ -481,11 +490,8 @@ class RawRocks(RawHandle):
         self.get_many((last,))
         return last
 
-    def close(self) -> None:
-        self.db.close()
 
-
-class RawLevel(RawHandle):
+class RawLevel(_RawPrefixed):
     """plyvel with the leveldb engine's key prefix and default options."""
 
     def __init__(self, path: Path, codec: Codec, *, sync: bool) -> None:
@@ -527,11 +533,6 @@ class RawLevel(RawHandle):
                 native.write()
         self._note(batches[-1])
 
-    def get_many(self, indexes: Sequence[int]) -> None:
-        get, decode, pack = self.db.get, self.decode, _PREFIXED_INDEX.pack
-        for index in indexes:
-            decode(get(pack(_LOG_PREFIX, index))[:-4])
-
     def _delete(self, low: int, high: int) -> None:
         pack = _PREFIXED_INDEX.pack
         native = self.db.write_batch(sync=self.sync)
@@ -554,9 +555,6 @@ class RawLevel(RawHandle):
                 self.get_many((last,))
                 return last
         return 0
-
-    def close(self) -> None:
-        self.db.close()
 
 
 class RawMemory(RawHandle):
@@ -734,6 +732,48 @@ class Subject:
         handle, self.handle = self.handle, None
         if handle is not None:
             handle.close()
+
+
+def _engine_subject(
+    kind: str, engine: str, codec: str, step: Callable[[Handle], tuple[int, float]], **how: Any
+) -> Subject:
+    """The row of raftstore (*kind* ``"raftstore"``) or of *engine*'s own binding (``"raw"``).
+
+    *how* holds `Subject`'s keywords: how the row gets its handle.
+    """
+    label = f"{engine}/{codec}" if kind == "raftstore" else f"raw {engine} ({codec} records)"
+    return Subject(label, kind, engine, codec, step, **how)
+
+
+def _fill_batches(first: int, last: int, data_bytes: int) -> Iterator[list[Log]]:
+    """Yield the logs ``first..last`` (none when first > last) in batches of `_FILL_BATCH`."""
+    for start in range(first, last + 1, _FILL_BATCH):
+        yield build_logs(start, min(_FILL_BATCH, last + 1 - start), data_bytes)
+
+
+def _rss_result(
+    subject: str,
+    kind: str,
+    engine: str | None,
+    codec: str | None,
+    size: int,
+    probe: dict[str, Any],
+) -> Result:
+    """The ``rss`` row of *subject*: a fresh process's peak RSS growth over *size* entries."""
+    return Result(
+        workload="rss",
+        case=f"{_size_label(size)} entries",
+        subject=subject,
+        kind=kind,
+        engine=engine,
+        codec=codec,
+        sync=None,
+        unit="MB",
+        higher_is_better=False,
+        value=probe["growth_mb"],
+        samples=[probe["growth_mb"]],
+        params={"entries": size, **probe},
+    )
 
 
 # -- progress -------------------------------------------------------------------------------------
@@ -1041,13 +1081,8 @@ class _Runner:
                 store_step = stepper()
                 store = self._open_store(engine, codec, path, sync=sync)
                 subjects.append(
-                    Subject(
-                        f"{engine}/{codec}",
-                        "raftstore",
-                        engine,
-                        codec,
-                        store_step,
-                        handle=StoreHandle(store),
+                    _engine_subject(
+                        "raftstore", engine, codec, store_step, handle=StoreHandle(store)
                     )
                 )
                 raw_path = None if engine == "memory" else self._tmp(f"raw-{engine}-{codec}")
@@ -1056,16 +1091,8 @@ class _Runner:
                     paths.append(raw_path)
                 if path is not None:
                     paths.append(path)
-                subjects.append(
-                    Subject(
-                        f"raw {engine} ({codec} records)",
-                        "raw",
-                        engine,
-                        codec,
-                        stepper(),
-                        handle=open_raw(engine, raw_path, self.codecs[codec], sync=sync),
-                    )
-                )
+                raw_handle = open_raw(engine, raw_path, self.codecs[codec], sync=sync)
+                subjects.append(_engine_subject("raw", engine, codec, stepper(), handle=raw_handle))
         if self._baselines and not sync:
             journal_path = self._tmp("filejournal")
             paths.append(Path(f"{journal_path}.meta"))
@@ -1205,13 +1232,11 @@ class _Runner:
         try:
             for size in sizes:
                 self.progress.start(f"fill {engine}/{codec} to {_size_label(size)}")
-                while filled < size:
-                    count = min(_FILL_BATCH, size - filled)
-                    logs = build_logs(filled + 1, count, self.sizes.data_bytes)
+                for logs in _fill_batches(filled + 1, size, self.sizes.data_bytes):
                     store.store_logs(logs)
                     if raw_memory is not None:
                         raw_memory.append([logs])
-                    filled += count
+                filled = max(filled, size)
                 if persistent:
                     store.sync()
                     store.close()
@@ -1221,7 +1246,9 @@ class _Runner:
                     self.progress.start(f"reopen {engine}/{codec} at {_size_label(size)}")
                     assert path is not None
                     assert data is not None
-                    subjects = self._reopen_subjects(engine, codec, path, data)
+                    subjects = self._opened_subjects(
+                        engine, codec, _no_step, path, data, timed_open=True
+                    )
                     _interleave(subjects, self.sizes, self.progress)
                     ladder_results.setdefault(("reopen", size), []).extend(subjects)
                 if persistent and "rss" in ladder:
@@ -1237,26 +1264,16 @@ class _Runner:
                 if persistent:
                     assert path is not None
                     assert data is not None
-                    subjects = self._read_subjects(engine, codec, step, path, data)
+                    subjects = self._opened_subjects(
+                        engine, codec, step, path, data, per_round=True
+                    )
                 else:
                     assert raw_memory is not None
                     subjects = [
-                        Subject(
-                            f"{engine}/{codec}",
-                            "raftstore",
-                            engine,
-                            codec,
-                            step,
-                            handle=StoreHandle(store),
+                        _engine_subject(
+                            "raftstore", engine, codec, step, handle=StoreHandle(store)
                         ),
-                        Subject(
-                            f"raw {engine} ({codec} records)",
-                            "raw",
-                            engine,
-                            codec,
-                            step,
-                            handle=raw_memory,
-                        ),
+                        _engine_subject("raw", engine, codec, step, handle=raw_memory),
                     ]
                 _interleave(subjects, self.sizes, self.progress)
                 for subject in subjects:
@@ -1270,57 +1287,37 @@ class _Runner:
             if path is not None:
                 _remove(path)
 
-    def _read_subjects(
+    def _opened_subjects(
         self,
         engine: str,
         codec: str,
         step: Callable[[Handle], tuple[int, float]],
         path: Path,
         data: Path,
+        *,
+        per_round: bool = False,
+        timed_open: bool = False,
     ) -> list[Subject]:
-        """The store and its raw twin on the same files, each opened for its own rounds."""
+        """The store on *path* and its raw twin on *data*, each opening its own handles."""
         codec_object = self.codecs[codec]
         return [
-            Subject(
-                f"{engine}/{codec}",
+            _engine_subject(
                 "raftstore",
                 engine,
                 codec,
                 step,
                 opener=lambda: StoreHandle(self._open_store(engine, codec, path, sync=False)),
-                per_round=True,
+                per_round=per_round,
+                timed_open=timed_open,
             ),
-            Subject(
-                f"raw {engine} ({codec} records)",
+            _engine_subject(
                 "raw",
                 engine,
                 codec,
                 step,
                 opener=lambda: open_raw(engine, data, codec_object, sync=False),
-                per_round=True,
-            ),
-        ]
-
-    def _reopen_subjects(self, engine: str, codec: str, path: Path, data: Path) -> list[Subject]:
-        codec_object = self.codecs[codec]
-        return [
-            Subject(
-                f"{engine}/{codec}",
-                "raftstore",
-                engine,
-                codec,
-                _no_step,
-                opener=lambda: StoreHandle(self._open_store(engine, codec, path, sync=False)),
-                timed_open=True,
-            ),
-            Subject(
-                f"raw {engine} ({codec} records)",
-                "raw",
-                engine,
-                codec,
-                _no_step,
-                opener=lambda: open_raw(engine, data, codec_object, sync=False),
-                timed_open=True,
+                per_round=per_round,
+                timed_open=timed_open,
             ),
         ]
 
@@ -1330,22 +1327,8 @@ class _Runner:
             probe = run_rss_probe(kind, engine, codec, target, size)
             if probe is None:
                 continue
-            results.append(
-                Result(
-                    workload="rss",
-                    case=f"{_size_label(size)} entries",
-                    subject=f"{engine}/{codec}" if kind == "raftstore" else f"raw {engine}",
-                    kind=kind,
-                    engine=engine,
-                    codec=codec,
-                    sync=None,
-                    unit="MB",
-                    higher_is_better=False,
-                    value=probe["growth_mb"],
-                    samples=[probe["growth_mb"]],
-                    params={"entries": size, **probe},
-                )
-            )
+            subject = f"{engine}/{codec}" if kind == "raftstore" else f"raw {engine}"
+            results.append(_rss_result(subject, kind, engine, codec, size, probe))
         return results
 
     def _journal_datasets(
@@ -1366,12 +1349,11 @@ class _Runner:
         try:
             for size in sizes:
                 self.progress.start(f"fill pysyncobj journals to {_size_label(size)}")
-                while filled < size:
-                    count = min(_FILL_BATCH, size - filled)
-                    for log in build_logs(filled + 1, count, self.sizes.data_bytes):
+                for logs in _fill_batches(filled + 1, size, self.sizes.data_bytes):
+                    for log in logs:
                         journal.add(log.data, log.index, log.term)
                         memory.add(log.data, log.index, log.term)
-                    filled += count
+                filled = max(filled, size)
                 journal.flush()
                 if "reopen" in ladder:
                     journal._destroy()
@@ -1393,19 +1375,8 @@ class _Runner:
                     probe = run_rss_probe("pysyncobj", "filejournal", "", path, size)
                     if probe is not None:
                         self.results.append(
-                            Result(
-                                workload="rss",
-                                case=f"{_size_label(size)} entries",
-                                subject="pysyncobj FileJournal",
-                                kind="pysyncobj",
-                                engine=None,
-                                codec=None,
-                                sync=None,
-                                unit="MB",
-                                higher_is_better=False,
-                                value=probe["growth_mb"],
-                                samples=[probe["growth_mb"]],
-                                params={"entries": size, **probe},
+                            _rss_result(
+                                "pysyncobj FileJournal", "pysyncobj", None, None, size, probe
                             )
                         )
             for workload in reads:

@@ -476,6 +476,16 @@ def _add_command(
     return parser
 
 
+def _add_store_command(
+    commands: Any, name: str, help: str, example: str, func: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    """Add a command that works on one store: a TARGET argument and a --json flag."""
+    parser = _add_command(commands, name, help, example, func)
+    parser.add_argument("target", metavar="TARGET", help="store URL or path")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``raftstore`` command."""
     parser = argparse.ArgumentParser(
@@ -513,28 +523,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     engines.add_argument("--json", action="store_true", help="print JSON")
 
-    inspect = _add_command(
+    inspect = _add_store_command(
         commands,
         "inspect",
         "show a store's engine, codec, bounds, size, stable state and last entries",
         "raftstore inspect /var/lib/node1/raft --tail 20",
         _cmd_inspect,
     )
-    inspect.add_argument("target", metavar="TARGET", help="store URL or path")
-    inspect.add_argument("--json", action="store_true", help="print JSON")
     inspect.add_argument(
         "--tail", type=int, default=5, metavar="N", help="last N entries (default 5)"
     )
 
-    verify = _add_command(
+    _add_store_command(
         commands,
         "verify",
         "read every record, report damage and gaps (exit 1 when any)",
         "raftstore verify lmdb:///var/lib/node1/raft",
         _cmd_verify,
     )
-    verify.add_argument("target", metavar="TARGET", help="store URL or path")
-    verify.add_argument("--json", action="store_true", help="print JSON")
 
     migrate = _add_command(
         commands,
@@ -559,15 +565,13 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--json", action="store_true", help="print JSON")
     migrate.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
-    compact = _add_command(
+    _add_store_command(
         commands,
         "compact",
         "give disk space back after truncation, reporting the size before and after",
         "raftstore compact /var/lib/node1/raft",
         _cmd_compact,
     )
-    compact.add_argument("target", metavar="TARGET", help="store URL or path")
-    compact.add_argument("--json", action="store_true", help="print JSON")
 
     conformance = _add_command(
         commands,

@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conformance_support import EveryCodec, store_opener
 
-import raftstore
 from raftstore.testing import OpenStore, RaftStoreConformance
-
-CODECS = ["msgpack", "pickle", "cbor"]
 
 #: RocksDB's smallest memtable, so the large scenarios flush to table files
 #: and reopen reads them back rather than only replaying the write-ahead log.
 SMALL_WRITE_BUFFER = 64 * 1024
 
 
-class TestRocksDBEngine(RaftStoreConformance):
+class TestRocksDBEngine(EveryCodec, RaftStoreConformance):
     """``rocksdb://`` in a temporary directory: persistent, read-only opens, locking."""
-
-    @pytest.fixture(params=CODECS)
-    def codec(self, request: pytest.FixtureRequest) -> str:
-        """The codec the store is created with (each test runs once per codec)."""
-        codec: str = request.param
-        return codec
 
     @pytest.fixture
     def open_store(self, tmp_path: Path, codec: str) -> OpenStore:
         """Open the store in ``tmp_path/db`` with this run's codec unless one is given."""
-
-        def open_rocksdb_store(**options: Any) -> raftstore.RaftStore:
-            options.setdefault("codec", codec)
-            options.setdefault("write_buffer_size", SMALL_WRITE_BUFFER)
-            return raftstore.open(tmp_path / "db", engine="rocksdb", **options)
-
-        return open_rocksdb_store
+        return store_opener(
+            tmp_path / "db", codec, engine="rocksdb", write_buffer_size=SMALL_WRITE_BUFFER
+        )

@@ -30,36 +30,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
 import plyvel
 
 from raftstore.engines._prefixed import (
+    GIB,
+    KIB,
+    MIB,
     NAMESPACE_PREFIXES,
+    TIB,
+    PrefixedEngine,
+    byte_size_option,
+    compression_option,
+    delete_ranges,
+    key_bounds,
     namespace_bounds,
-    namespace_prefix,
-    unknown_namespace,
 )
-from raftstore.engines.base import Engine, EngineOption, WriteBatch, between, one_of
-from raftstore.errors import (
-    ConfigurationError,
-    CorruptionError,
-    RaftStoreError,
-    ReadOnlyError,
-    StorageError,
-    StoreClosedError,
-    StoreLockedError,
-    StoreNotFoundError,
-)
+from raftstore.engines.base import EngineOption, WriteBatch, between
+from raftstore.errors import StorageError
 
 __all__ = ["LevelDBEngine"]
 
 _logger = logging.getLogger(__name__)
-
-_KIB = 1024
-_MIB = 1024 * _KIB
-_GIB = 1024 * _MIB
-_TIB = 1024 * _GIB
 
 #: Values of the ``compression`` option -> plyvel's ``compression`` argument.
 _COMPRESSIONS: Mapping[str, str | None] = {"snappy": "snappy", "none": None}
@@ -72,7 +65,7 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
-class LevelDBEngine(Engine):
+class LevelDBEngine(PrefixedEngine[Any]):
     """LevelDB (plyvel) as a raftstore key-value engine.
 
     With ``sync=True`` each write batch is fsynced before it returns
@@ -84,23 +77,23 @@ class LevelDBEngine(Engine):
     persistent: ClassVar[bool] = True
     supports_read_only: ClassVar[bool] = False
     options: ClassVar[Mapping[str, EngineOption]] = {
-        "write_buffer_size": EngineOption(
-            int,
-            4 * _MIB,
+        "write_buffer_size": byte_size_option(
+            4 * MIB,
             "bytes of writes kept in the memtable before it is written to a table file",
-            check=between(64 * _KIB, _GIB, "bytes"),
+            minimum=64 * KIB,
+            maximum=GIB,
         ),
-        "block_cache_size": EngineOption(
-            int,
-            8 * _MIB,
+        "block_cache_size": byte_size_option(
+            8 * MIB,
             "bytes of the LRU cache of uncompressed table blocks",
-            check=between(0, _TIB, "bytes"),
+            minimum=0,
+            maximum=TIB,
         ),
-        "block_size": EngineOption(
-            int,
-            4 * _KIB,
+        "block_size": byte_size_option(
+            4 * KIB,
             "approximate bytes of user data per table block",
-            check=between(_KIB, 4 * _MIB, "bytes"),
+            minimum=KIB,
+            maximum=4 * MIB,
         ),
         "max_open_files": EngineOption(
             int,
@@ -108,12 +101,7 @@ class LevelDBEngine(Engine):
             "table files LevelDB keeps open",
             check=between(74, 50_000, "files"),
         ),
-        "compression": EngineOption(
-            str,
-            "snappy",
-            f"table block compression: {', '.join(_COMPRESSIONS)}",
-            check=one_of(*_COMPRESSIONS),
-        ),
+        "compression": compression_option(_COMPRESSIONS, "table block"),
         "compact_after_deletes": EngineOption(
             int,
             10_000,
@@ -128,22 +116,16 @@ class LevelDBEngine(Engine):
     ) -> None:
         """Open (creating when absent and not read-only) the LevelDB database in *path*.
 
-        Raises `StoreLockedError` when another handle holds the database,
-        `StoreNotFoundError` for a read-only open of a missing database,
-        `ConfigurationError` without a path, `StorageError` for other failures.
+        Raises `StoreLockedError` when another handle holds the database and
+        `StorageError` for other failures, besides the path checks of
+        `PrefixedEngine`.
         """
         super().__init__(path, sync=sync, read_only=read_only, options=options)
-        if path is None:
-            raise ConfigurationError("the leveldb engine stores its data on disk: give it a path")
-        self._data_path = Path(path)
-        self._db: Any = None
         self._compact_after_deletes: int = options["compact_after_deletes"]
         # Deleted keys not yet compacted away, and the prefixed key range they span.
         self._pending_deletes = 0
         self._pending_low = b""
         self._pending_high = b""
-        if read_only and not (self._data_path / "CURRENT").is_file():
-            raise StoreNotFoundError(f"no leveldb database at {self._data_path}")
         try:
             if not read_only:
                 self._data_path.mkdir(parents=True, exist_ok=True)
@@ -159,38 +141,15 @@ class LevelDBEngine(Engine):
         except Exception as exc:
             self._raise_native(exc, "open")
 
-    def _raise_native(self, exc: BaseException, doing: str) -> NoReturn:
-        """Raise the raftstore error for a plyvel failure while *doing*, chained to it."""
-        text = _message(exc)
-        error: RaftStoreError
-        if isinstance(exc, plyvel.IOError) and "LOCK" in text:
-            error = StoreLockedError(
-                f"the leveldb database at {self._data_path} is in use by another handle or "
-                f"process; close it first ({text})"
-            )
-        elif isinstance(exc, plyvel.CorruptionError):
-            error = CorruptionError(f"leveldb {doing} at {self._data_path} failed: {text}")
-        elif "does not exist" in text and "create_if_missing" in text:
-            error = StoreNotFoundError(f"no leveldb database at {self._data_path}")
-        else:
-            error = StorageError(f"leveldb {doing} at {self._data_path} failed: {text}")
-        raise error from exc
+    _native_text = staticmethod(_message)
 
-    def _live(self) -> Any:
-        db = self._db
-        if db is None:
-            raise StoreClosedError(f"the leveldb engine at {self._data_path} is closed")
-        return db
+    @staticmethod
+    def _is_lock_error(exc: BaseException, text: str) -> bool:
+        return isinstance(exc, plyvel.IOError) and "LOCK" in text
 
-    def get(self, namespace: str, key: bytes) -> bytes | None:
-        """Return the value under *key* in *namespace*, or None when absent."""
-        db = self._live()
-        prefixed = namespace_prefix(namespace) + key
-        try:
-            value: bytes | None = db.get(prefixed)
-        except Exception as exc:
-            self._raise_native(exc, "read")
-        return value
+    @staticmethod
+    def _is_corruption(exc: BaseException, text: str) -> bool:
+        return isinstance(exc, plyvel.CorruptionError)
 
     def write(self, batch: WriteBatch) -> None:
         """Apply *batch* as one LevelDB write batch: all of it or, on any error, none.
@@ -200,7 +159,7 @@ class LevelDBEngine(Engine):
         compaction, the deleted key range is compacted after the write.
         """
         if self.read_only:
-            raise ReadOnlyError(f"the leveldb engine at {self._data_path} is read-only")
+            raise self._read_only_error()
         db = self._live()
         # Not `with db.write_batch()`: plyvel's context manager writes even when the block raises.
         native = db.write_batch(sync=self.sync_writes)
@@ -208,15 +167,8 @@ class LevelDBEngine(Engine):
         deleted = 0
         low_deleted = high_deleted = b""
         try:
-            ranges = [(*namespace_bounds(namespace), False) for namespace in batch.clears]
-            for namespace, low, high in batch.deletes:
-                prefix = namespace_prefix(namespace)
-                if low <= high:
-                    ranges.append((prefix + low, prefix + high, True))
-            for start, stop, include_stop in ranges:
-                with db.iterator(
-                    start=start, stop=stop, include_stop=include_stop, include_value=False
-                ) as keys:
+            for start, end in delete_ranges(batch):
+                with db.iterator(start=start, stop=end, include_value=False) as keys:
                     for key in keys:
                         native.delete(key)
                         if not deleted or key < low_deleted:
@@ -227,12 +179,8 @@ class LevelDBEngine(Engine):
                 native.put(prefixes[namespace] + key, value)
             if deleted or batch.puts:
                 native.write()
-        except KeyError as exc:
-            raise unknown_namespace(exc.args[0]) from exc
-        except RaftStoreError:
-            raise
         except Exception as exc:
-            self._raise_native(exc, "write")
+            self._raise_write_error(exc)
         if deleted:
             self._note_deletes(deleted, low_deleted, high_deleted)
 
@@ -262,14 +210,13 @@ class LevelDBEngine(Engine):
     ) -> list[tuple[bytes, bytes]]:
         """Return up to *limit* ``(key, value)`` pairs with ``low <= key <= high``, in key order."""
         db = self._live()
-        prefix, end = namespace_bounds(namespace)
+        prefix, end = key_bounds(namespace, high)
         pairs: list[tuple[bytes, bytes]] = []
         if limit <= 0:
             return pairs
-        stop, include_stop = (end, False) if high is None else (prefix + high, True)
         skip = len(prefix)
         try:
-            with db.iterator(start=prefix + low, stop=stop, include_stop=include_stop) as items:
+            with db.iterator(start=prefix + low, stop=end) as items:
                 for key, value in items:
                     pairs.append((key[skip:], value))
                     if len(pairs) >= limit:
@@ -282,30 +229,24 @@ class LevelDBEngine(Engine):
         """Return the smallest key ``>= low`` in *namespace*, or None."""
         db = self._live()
         prefix, end = namespace_bounds(namespace)
-        try:
-            with db.iterator(start=prefix + low, stop=end, include_value=False) as keys:
-                key: bytes | None = next(keys, None)
-        except Exception as exc:
-            self._raise_native(exc, "seek")
-        return None if key is None else key[len(prefix) :]
+        return self._edge_key(db, prefix + low, end, len(prefix), last=False)
 
     def last_key(self, namespace: str, high: bytes | None = None) -> bytes | None:
         """Return the largest key ``<= high`` (any key when None) in *namespace*, or None."""
         db = self._live()
-        prefix, end = namespace_bounds(namespace)
-        stop, include_stop = (end, False) if high is None else (prefix + high, True)
+        prefix, end = key_bounds(namespace, high)
+        return self._edge_key(db, prefix, end, len(prefix), last=True)
+
+    def _edge_key(
+        self, db: Any, start: bytes, end: bytes, skip: int, *, last: bool
+    ) -> bytes | None:
+        """Return the first (*last*: last) key in ``[start, end)``, less *skip* bytes, or None."""
         try:
-            with db.iterator(
-                start=prefix,
-                stop=stop,
-                include_stop=include_stop,
-                reverse=True,
-                include_value=False,
-            ) as keys:
+            with db.iterator(start=start, stop=end, reverse=last, include_value=False) as keys:
                 key: bytes | None = next(keys, None)
         except Exception as exc:
             self._raise_native(exc, "seek")
-        return None if key is None else key[len(prefix) :]
+        return None if key is None else key[skip:]
 
     def sync(self) -> None:
         """Fsync LevelDB's log: every write made so far survives a crash."""
@@ -326,13 +267,3 @@ class LevelDBEngine(Engine):
         low = min(NAMESPACE_PREFIXES.values())
         high = max(NAMESPACE_PREFIXES.values())
         self._compact_range(low, bytes((high[0] + 1,)))
-
-    def close(self) -> None:
-        """Close the database and release its LOCK; a second call does nothing."""
-        db, self._db = self._db, None
-        if db is None:
-            return
-        try:
-            db.close()
-        except Exception as exc:
-            self._raise_native(exc, "close")

@@ -26,35 +26,27 @@ import tempfile
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
 import rocksdict
 
 from raftstore.engines._prefixed import (
+    GIB,
+    KIB,
+    MIB,
     NAMESPACE_PREFIXES,
+    TIB,
+    PrefixedEngine,
+    byte_size_option,
+    compression_option,
+    delete_ranges,
+    key_bounds,
     namespace_bounds,
     namespace_prefix,
-    successor,
-    unknown_namespace,
 )
-from raftstore.engines.base import Engine, EngineOption, WriteBatch, between, one_of
-from raftstore.errors import (
-    ConfigurationError,
-    CorruptionError,
-    RaftStoreError,
-    ReadOnlyError,
-    StorageError,
-    StoreClosedError,
-    StoreLockedError,
-    StoreNotFoundError,
-)
+from raftstore.engines.base import EngineOption, WriteBatch, between
 
 __all__ = ["RocksDBEngine"]
-
-_KIB = 1024
-_MIB = 1024 * _KIB
-_GIB = 1024 * _MIB
-_TIB = 1024 * _GIB
 
 #: Compression names accepted by the ``compression`` option -> rocksdict factory.
 _COMPRESSIONS: Mapping[str, Callable[[], rocksdict.DBCompressionType]] = {
@@ -71,7 +63,7 @@ _COMPRESSIONS: Mapping[str, Callable[[], rocksdict.DBCompressionType]] = {
 _KEEP_INFO_LOG_FILES = 5
 
 
-class RocksDBEngine(Engine):
+class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
     """RocksDB (rocksdict) as a raftstore key-value engine.
 
     Writes go through the write-ahead log; with ``sync=True`` each write
@@ -89,24 +81,19 @@ class RocksDBEngine(Engine):
     persistent: ClassVar[bool] = True
     supports_read_only: ClassVar[bool] = True
     options: ClassVar[Mapping[str, EngineOption]] = {
-        "write_buffer_size": EngineOption(
-            int,
-            64 * _MIB,
+        "write_buffer_size": byte_size_option(
+            64 * MIB,
             "bytes of writes kept in the memtable before it is flushed to a table file",
-            check=between(64 * _KIB, 64 * _GIB, "bytes"),
+            minimum=64 * KIB,
+            maximum=64 * GIB,
         ),
-        "block_cache_size": EngineOption(
-            int,
-            32 * _MIB,
+        "block_cache_size": byte_size_option(
+            32 * MIB,
             "bytes of the LRU cache of uncompressed table blocks; 0 disables it",
-            check=between(0, _TIB, "bytes"),
+            minimum=0,
+            maximum=TIB,
         ),
-        "compression": EngineOption(
-            str,
-            "snappy",
-            f"table file compression: {', '.join(_COMPRESSIONS)}",
-            check=one_of(*_COMPRESSIONS),
-        ),
+        "compression": compression_option(_COMPRESSIONS, "table file"),
         "max_background_jobs": EngineOption(
             int,
             2,
@@ -120,19 +107,13 @@ class RocksDBEngine(Engine):
     ) -> None:
         """Open (creating when absent and not read-only) the RocksDB database in *path*.
 
-        Raises `StoreLockedError` when another handle holds the database,
-        `StoreNotFoundError` for a read-only open of a missing database,
-        `ConfigurationError` without a path, `StorageError` for other failures.
+        Raises `StoreLockedError` when another handle holds the database and
+        `StorageError` for other failures, besides the path checks of
+        `PrefixedEngine`.
         """
-        super().__init__(path, sync=sync, read_only=read_only, options=options)
-        if path is None:
-            raise ConfigurationError("the rocksdb engine stores its data on disk: give it a path")
-        self._data_path = Path(path)
-        self._db: rocksdict.Rdict | None = None
         self._secondary_dir: str | None = None
         self._secondary_cleanup: weakref.finalize[Any, Any] | None = None
-        if read_only and not (self._data_path / "CURRENT").is_file():
-            raise StoreNotFoundError(f"no rocksdb database at {self._data_path}")
+        super().__init__(path, sync=sync, read_only=read_only, options=options)
         try:
             db_options = self._native_options(options, create=not read_only)
             if read_only:
@@ -175,29 +156,14 @@ class RocksDBEngine(Engine):
         native.set_block_based_table_factory(table)
         return native
 
-    def _raise_native(self, exc: BaseException, doing: str) -> NoReturn:
-        """Raise the raftstore error for a rocksdict failure while *doing*, chained to it."""
+    @staticmethod
+    def _is_lock_error(exc: BaseException, text: str) -> bool:
         # rocksdict raises plain Exception whose text starts with RocksDB's status.
-        text = str(exc)
-        error: RaftStoreError
-        if text.startswith("IO error") and "LOCK" in text:
-            error = StoreLockedError(
-                f"the rocksdb database at {self._data_path} is in use by another handle or "
-                f"process; close it first ({text})"
-            )
-        elif text.startswith("Corruption"):
-            error = CorruptionError(f"rocksdb {doing} at {self._data_path} failed: {text}")
-        elif "does not exist" in text and "create_if_missing" in text:
-            error = StoreNotFoundError(f"no rocksdb database at {self._data_path}")
-        else:
-            error = StorageError(f"rocksdb {doing} at {self._data_path} failed: {text}")
-        raise error from exc
+        return text.startswith("IO error") and "LOCK" in text
 
-    def _live(self) -> rocksdict.Rdict:
-        db = self._db
-        if db is None:
-            raise StoreClosedError(f"the rocksdb engine at {self._data_path} is closed")
-        return db
+    @staticmethod
+    def _is_corruption(exc: BaseException, text: str) -> bool:
+        return text.startswith("Corruption")
 
     def _readable(self) -> rocksdict.Rdict:
         """Return the open database, first caught up with the writer on a read-only handle."""
@@ -216,38 +182,20 @@ class RocksDBEngine(Engine):
         if cleanup is not None:
             cleanup()
 
-    def get(self, namespace: str, key: bytes) -> bytes | None:
-        """Return the value under *key* in *namespace*, or None when absent."""
-        db = self._readable()
-        prefixed = namespace_prefix(namespace) + key
-        try:
-            value: bytes | None = db.get(prefixed)
-        except Exception as exc:
-            self._raise_native(exc, "read")
-        return value
-
     def write(self, batch: WriteBatch) -> None:
         """Apply *batch* as one RocksDB write batch: all of it or, on any error, none."""
         if self.read_only:
-            raise ReadOnlyError(f"the rocksdb engine at {self._data_path} is read-only")
+            raise self._read_only_error()
         db = self._live()
         native = rocksdict.WriteBatch(raw_mode=True)
         prefixes = NAMESPACE_PREFIXES
         try:
-            for namespace in batch.clears:
-                native.delete_range(*namespace_bounds(namespace))
-            for namespace, low, high in batch.deletes:
-                prefix = namespace_prefix(namespace)
-                if low <= high:
-                    native.delete_range(prefix + low, successor(prefix + high))
+            for start, end in delete_ranges(batch):
+                native.delete_range(start, end)
             for namespace, key, value in batch.puts:
                 native.put(prefixes[namespace] + key, value)
-        except KeyError as exc:
-            raise unknown_namespace(exc.args[0]) from exc
-        except RaftStoreError:
-            raise
         except Exception as exc:
-            self._raise_native(exc, "write")
+            self._raise_write_error(exc)
         if native.is_empty():
             return
         try:
@@ -258,7 +206,7 @@ class RocksDBEngine(Engine):
     def put(self, namespace: str, key: bytes, value: bytes) -> None:
         """Store one value with ``DB::Put`` (cheaper than a batch of one when synced)."""
         if self.read_only:
-            raise ReadOnlyError(f"the rocksdb engine at {self._data_path} is read-only")
+            raise self._read_only_error()
         db = self._live()
         prefixed = namespace_prefix(namespace) + key
         try:
@@ -273,17 +221,12 @@ class RocksDBEngine(Engine):
         read_options.set_iterate_upper_bound(end)
         return read_options
 
-    def _end(self, namespace: str, high: bytes | None) -> tuple[bytes, bytes]:
-        """Return ``(prefix, exclusive end)`` for keys of *namespace* up to *high* inclusive."""
-        prefix, namespace_end = namespace_bounds(namespace)
-        return prefix, namespace_end if high is None else successor(prefix + high)
-
     def scan(
         self, namespace: str, low: bytes, high: bytes | None, limit: int
     ) -> list[tuple[bytes, bytes]]:
         """Return up to *limit* ``(key, value)`` pairs with ``low <= key <= high``, in key order."""
         db = self._readable()
-        prefix, end = self._end(namespace, high)
+        prefix, end = key_bounds(namespace, high)
         start = prefix + low
         pairs: list[tuple[bytes, bytes]] = []
         if limit <= 0 or start >= end:
@@ -311,38 +254,35 @@ class RocksDBEngine(Engine):
         start = prefix + low
         if start >= end:
             return None
-        key: bytes | None = None
-        iterator = None
-        try:
-            iterator = db.iter(self._read_options(start, end))
-            iterator.seek(start)
-            if iterator.valid():
-                key = iterator.key()[len(prefix) :]
-            else:
-                iterator.status()
-        except Exception as exc:
-            self._raise_native(exc, "seek")
-        finally:
-            del iterator
-        return key
+        return self._edge_key(db, start, end, len(prefix), last=False)
 
     def last_key(self, namespace: str, high: bytes | None = None) -> bytes | None:
         """Return the largest key ``<= high`` (any key when None) in *namespace*, or None."""
         db = self._readable()
-        prefix, end = self._end(namespace, high)
+        prefix, end = key_bounds(namespace, high)
+        return self._edge_key(db, prefix, end, len(prefix), last=True)
+
+    def _edge_key(
+        self, db: rocksdict.Rdict, lowest: bytes, end: bytes, skip: int, *, last: bool
+    ) -> bytes | None:
+        """Return the first (*last*: last) key in ``[lowest, end)``, less *skip* bytes, or None."""
         key: bytes | None = None
         iterator = None
         try:
-            iterator = db.iter(self._read_options(prefix, end))
-            # With an upper bound set, seek_to_last finds the last key below it.
-            iterator.seek_to_last()
+            iterator = db.iter(self._read_options(lowest, end))
+            if last:
+                # With an upper bound set, seek_to_last finds the last key below it.
+                iterator.seek_to_last()
+            else:
+                iterator.seek(lowest)
             if iterator.valid():
-                key = iterator.key()[len(prefix) :]
+                key = iterator.key()[skip:]
             else:
                 iterator.status()
         except Exception as exc:
             self._raise_native(exc, "seek")
         finally:
+            # A live iterator keeps the database, and its LOCK, open.
             del iterator
         return key
 
@@ -373,12 +313,7 @@ class RocksDBEngine(Engine):
 
     def close(self) -> None:
         """Close the database and release its LOCK; a second call does nothing."""
-        db, self._db = self._db, None
-        if db is None:
-            return
         try:
-            db.close()
-        except Exception as exc:
-            self._raise_native(exc, "close")
+            super().close()
         finally:
             self._remove_secondary_dir()

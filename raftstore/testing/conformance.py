@@ -73,6 +73,25 @@ class _PlannedError(Exception):
     """Raised inside a ``with`` block to check that the block still closes the store."""
 
 
+def _stored(store: StoreUnderTest, *batches: list[Log]) -> StoreModel:
+    """Store each of *batches* in *store*, in order; return a model holding the same entries."""
+    model = StoreModel()
+    for batch in batches:
+        store.store_logs(batch)
+        model.store_logs(batch)
+    return model
+
+
+def _populated(store: StoreUnderTest, batch: list[Log]) -> StoreModel:
+    """Store *batch*, ``key`` = ``value`` and the uint64 ``number`` = 7; return their model."""
+    model = _stored(store, batch)
+    store.set(b"key", b"value")
+    model.set(b"key", b"value")
+    store.set_uint64(b"number", 7)
+    model.set_uint64(b"number", 7)
+    return model
+
+
 _CALLS_AFTER_CLOSE: list[Any] = [
     pytest.param(lambda s: s.first_index(), id="first_index"),
     pytest.param(lambda s: s.last_index(), id="last_index"),
@@ -321,10 +340,7 @@ class RaftStoreConformance:
         store = harness.store
         store.store_logs([])
         assert (store.first_index(), store.last_index()) == (0, 0)
-        model = StoreModel()
-        batch = entries(1, 3)
-        store.store_logs(batch)
-        model.store_logs(batch)
+        model = _stored(store, entries(1, 3))
         store.store_logs([])
         harness.verify(model)
 
@@ -334,10 +350,7 @@ class RaftStoreConformance:
     ) -> None:
         """Indexes order numerically across a byte boundary: low-1, low, high keep their order."""
         store = harness.store
-        model = StoreModel()
-        batch = entries(low - 1, high)
-        store.store_logs(batch)
-        model.store_logs(batch)
+        model = _stored(store, entries(low - 1, high))
         assert (store.first_index(), store.last_index()) == (low - 1, high)
         assert_store_matches(store, model, "stored across the boundary")
         store.delete_range(high, MAX_INDEX)
@@ -368,10 +381,7 @@ class RaftStoreConformance:
         """Storing an index again replaces its entry; the bounds stay right."""
         harness.forbid("monotonic", "monotonic stores refuse overwrites")
         store = harness.store
-        model = StoreModel()
-        for batch in (entries(1, 5), entries(3, 4, term=2), entries(5, 5, term=3)):
-            store.store_logs(batch)
-            model.store_logs(batch)
+        model = _stored(store, entries(1, 5), entries(3, 4, term=2), entries(5, 5, term=3))
         assert store.get_log(3).term == 2
         assert (store.first_index(), store.last_index()) == (1, 5)
         harness.verify(model)
@@ -380,10 +390,7 @@ class RaftStoreConformance:
         """Batches with gaps between and inside them are stored as given."""
         harness.forbid("monotonic", "monotonic stores refuse gaps")
         store = harness.store
-        model = StoreModel()
-        for batch in (entries(10, 12), entries(1, 2), [Log(20, 1), Log(30, 1), Log(25, 2)]):
-            store.store_logs(batch)
-            model.store_logs(batch)
+        model = _stored(store, entries(10, 12), entries(1, 2), [Log(20, 1), Log(30, 1), Log(25, 2)])
         assert (store.first_index(), store.last_index()) == (1, 30)
         with pytest.raises(LogNotFoundError):
             store.get_log(5)
@@ -394,10 +401,7 @@ class RaftStoreConformance:
     def test_delete_range_is_inclusive_at_both_ends(self, harness: StoreHarness) -> None:
         """delete_range(a, b) deletes a and b themselves: from the head, then from the tail."""
         store = harness.store
-        model = StoreModel()
-        batch = entries(1, 10)
-        store.store_logs(batch)
-        model.store_logs(batch)
+        model = _stored(store, entries(1, 10))
         store.delete_range(1, 3)
         model.delete_range(1, 3)
         assert store.first_index() == 4
@@ -417,10 +421,7 @@ class RaftStoreConformance:
         """Deleting inside the log leaves a hole and keeps both bounds."""
         harness.forbid("monotonic", "monotonic stores truncate only at the head or the tail")
         store = harness.store
-        model = StoreModel()
-        batch = entries(1, 10)
-        store.store_logs(batch)
-        model.store_logs(batch)
+        model = _stored(store, entries(1, 10))
         store.delete_range(4, 6)
         model.delete_range(4, 6)
         store.delete_range(8, 8)
@@ -431,10 +432,7 @@ class RaftStoreConformance:
     def test_delete_range_past_the_ends(self, harness: StoreHarness) -> None:
         """Ranges that reach beyond the stored entries are clamped to them."""
         store = harness.store
-        model = StoreModel()
-        batch = entries(10, 20)
-        store.store_logs(batch)
-        model.store_logs(batch)
+        model = _stored(store, entries(10, 20))
         for low, high, bounds in ((1, 12, (13, 20)), (18, MAX_INDEX, (13, 17)), (0, 14, (15, 17))):
             store.delete_range(low, high)
             model.delete_range(low, high)
@@ -461,10 +459,7 @@ class RaftStoreConformance:
         store.delete_range(1, 10)
         store.delete_range(0, MAX_INDEX)
         assert (store.first_index(), store.last_index()) == (0, 0)
-        model = StoreModel()
-        batch = entries(10, 20)
-        store.store_logs(batch)
-        model.store_logs(batch)
+        model = _stored(store, entries(10, 20))
         for low, high in ((1, 9), (21, 30), (MAX_INDEX, MAX_INDEX), (0, 0)):
             store.delete_range(low, high)
             assert (store.first_index(), store.last_index()) == (10, 20), f"after ({low}, {high})"
@@ -473,10 +468,7 @@ class RaftStoreConformance:
     def test_delete_range_min_greater_than_max_is_a_no_op(self, harness: StoreHarness) -> None:
         """delete_range(min, max) with min > max deletes nothing."""
         store = harness.store
-        model = StoreModel()
-        batch = entries(1, 10)
-        store.store_logs(batch)
-        model.store_logs(batch)
+        model = _stored(store, entries(1, 10))
         for low, high in ((5, 4), (10, 1), (MAX_INDEX, 0), (11, 10)):
             store.delete_range(low, high)
             assert (store.first_index(), store.last_index()) == (1, 10), f"after ({low}, {high})"
@@ -501,20 +493,14 @@ class RaftStoreConformance:
         store = harness.store
         store.store_logs(entries(1, 50))
         store.delete_range(0, MAX_INDEX)
-        model = StoreModel()
-        for batch in (entries(100, 102), entries(5, 6)):
-            store.store_logs(batch)
-            model.store_logs(batch)
+        model = _stored(store, entries(100, 102), entries(5, 6))
         assert (store.first_index(), store.last_index()) == (5, 102)
         harness.verify(model)
 
     def test_new_term_after_suffix_delete(self, harness: StoreHarness) -> None:
         """Raft's conflict path: delete_range(i, last) then store a new term from i, twice."""
         store = harness.store
-        model = StoreModel()
-        batch = entries(1, 10, term=1)
-        store.store_logs(batch)
-        model.store_logs(batch)
+        model = _stored(store, entries(1, 10, term=1))
         for conflict, new_last, term in ((6, 8, 2), (8, 12, 3), (3, 3, 4)):
             store.delete_range(conflict, store.last_index())
             model.delete_range(conflict, MAX_INDEX)
@@ -599,10 +585,7 @@ class RaftStoreConformance:
     def test_large_batch_with_a_bad_last_item_stores_nothing(self, harness: StoreHarness) -> None:
         """A large batch whose last item is invalid raises InvalidLogError and stores nothing."""
         store = harness.store
-        model = StoreModel()
-        before = entries(1, 2)
-        store.store_logs(before)
-        model.store_logs(before)
+        model = _stored(store, entries(1, 2))
         count = self.large_batch_count
         batch: list[Any] = entries(3, count + 2, size=self.large_batch_entry_size)
         batch.append(_unchecked_log(count + 3, 1, data=bytearray(b"not bytes")))
@@ -614,10 +597,7 @@ class RaftStoreConformance:
     def test_bad_item_mid_batch_stores_nothing(self, harness: StoreHarness, bad: object) -> None:
         """A batch with an invalid item in its middle raises InvalidLogError, stores none of it."""
         store = harness.store
-        model = StoreModel()
-        before = entries(1, 5)
-        store.store_logs(before)
-        model.store_logs(before)
+        model = _stored(store, entries(1, 5))
         batch: list[Any] = entries(6, 15, term=2)
         batch.insert(5, bad)
         with pytest.raises(InvalidLogError):
@@ -632,10 +612,7 @@ class RaftStoreConformance:
         """A failed batch that would have overwritten entries leaves the old entries in place."""
         harness.forbid("monotonic", "monotonic stores refuse overwrites")
         store = harness.store
-        model = StoreModel()
-        before = entries(1, 10)
-        store.store_logs(before)
-        model.store_logs(before)
+        model = _stored(store, entries(1, 10))
         batch: list[Any] = entries(3, 12, term=2)
         batch.insert(4, Log(0, 2))
         with pytest.raises(InvalidLogError):
@@ -829,10 +806,8 @@ class RaftStoreConformance:
         """Logs, stable values and uint64s survive two close/reopen cycles unchanged."""
         harness.require("persistent")
         store = harness.store
-        model = StoreModel()
         batch = [Log(i, 3, LogType(i % 6), payload(i, 3), b"x" * i, -i) for i in range(1, 40)]
-        store.store_logs(batch)
-        model.store_logs(batch)
+        model = _stored(store, batch)
         store.set(b"LastVoteCand", b"node-3")
         model.set(b"LastVoteCand", b"node-3")
         store.set_uint64(b"CurrentTerm", 3)
@@ -848,14 +823,7 @@ class RaftStoreConformance:
         harness.require("read_only")
         harness.require("persistent")
         store = harness.store
-        model = StoreModel()
-        batch = entries(1, 2)
-        store.store_logs(batch)
-        model.store_logs(batch)
-        store.set(b"key", b"value")
-        model.set(b"key", b"value")
-        store.set_uint64(b"number", 7)
-        model.set_uint64(b"number", 7)
+        model = _populated(store, entries(1, 2))
         store.close()
         reader: Any = harness.reopen(read_only=True)
         assert reader.read_only is True
@@ -898,10 +866,7 @@ class RaftStoreConformance:
         store = harness.store
         codec = store.codec
         other = "pickle" if codec != "pickle" else "msgpack"
-        model = StoreModel()
-        batch = entries(1, 3)
-        store.store_logs(batch)
-        model.store_logs(batch)
+        model = _stored(store, entries(1, 3))
         store.close()
         with pytest.raises(CodecMismatchError):
             harness.open(codec=other)
@@ -939,10 +904,7 @@ class RaftStoreConformance:
     def test_sync_false_then_sync(self, harness: StoreHarness) -> None:
         """A store opened with sync=False takes writes, sync() flushes them, reopen shows them."""
         store = harness.reopen(sync=False)
-        model = StoreModel()
-        batch = entries(1, 20)
-        store.store_logs(batch)
-        model.store_logs(batch)
+        model = _stored(store, entries(1, 20))
         store.set_uint64(b"CurrentTerm", 4)
         model.set_uint64(b"CurrentTerm", 4)
         store.delete_range(15, 20)
@@ -1037,14 +999,7 @@ class RaftStoreConformance:
     ) -> None:
         """A wrong-typed or out-of-range argument raises the documented error; nothing changes."""
         store = harness.store
-        model = StoreModel()
-        batch = entries(1, 5)
-        store.store_logs(batch)
-        model.store_logs(batch)
-        store.set(b"key", b"value")
-        model.set(b"key", b"value")
-        store.set_uint64(b"number", 7)
-        model.set_uint64(b"number", 7)
+        model = _populated(store, entries(1, 5))
         with pytest.raises(error):
             call(store)
         assert_store_matches(store, model, "right after the refused call")
