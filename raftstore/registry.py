@@ -124,7 +124,7 @@ _BUILTIN_CODECS = [
         "raftstore.codecs.pickle:PickleCodec",
         (),
         None,
-        "pickled tuple; loading runs code, trusted stores only",
+        "pickled tuple, opcodes checked on load; trusted stores only",
         "builtin",
     ),
     _Entry(
