@@ -24,13 +24,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from store_state import state_of
 
 import raftstore
 from raftstore import (
@@ -88,23 +88,6 @@ def store(
     handle.set_uint64(b"CurrentTerm", 5)
     yield handle
     handle.close()
-
-
-@dataclass(frozen=True)
-class State:
-    first: int
-    last: int
-    logs: tuple[Log, ...]
-    stable: tuple[tuple[bytes, bytes], ...]
-
-
-def state_of(store: RaftStore) -> State:
-    return State(
-        store.first_index(),
-        store.last_index(),
-        tuple(store.iter_logs()),
-        tuple(store.iter_stable()),
-    )
 
 
 class _Weird:

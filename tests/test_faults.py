@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_state import State, state_of
 
 import raftstore
 from raftstore import Log, LogType, RaftStore, StorageError
@@ -91,24 +92,6 @@ def fill(store: RaftStore) -> None:
     store.store_logs([entry(i) for i in range(1, 51)])
     store.set(b"key", b"value-1")
     store.set_uint64(b"CurrentTerm", 3)
-
-
-@dataclass(frozen=True)
-class State:
-    """Everything a store holds, read through its public API."""
-
-    first: int
-    last: int
-    logs: tuple[Log, ...]
-    stable: tuple[tuple[bytes, bytes], ...]
-
-
-def state_of(store: RaftStore) -> State:
-    """Read the whole store: cached bounds, every entry (decoded), every stable value."""
-    logs = tuple(store.iter_logs())
-    for log in logs[:1] + logs[-1:]:
-        assert store.get_log(log.index) == log
-    return State(store.first_index(), store.last_index(), logs, tuple(store.iter_stable()))
 
 
 #: Store operations, each a call on a filled store (results are discarded).

@@ -20,6 +20,7 @@ greater than the last one, which is exactly a Raft conflict rewrite.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 import shutil
@@ -278,58 +279,44 @@ class LmdbEngine(Engine):
         except lmdb.Error as exc:
             raise StorageError(f"LMDB could not grow its map to {new_size}: {exc}") from exc
 
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[lmdb.Transaction]:
+        """A read transaction for one call; LMDB errors become `StorageError`."""
+        txn = self._read_txn()
+        try:
+            yield txn
+        except lmdb.Error as exc:
+            self._drop_reader()
+            raise StorageError(f"LMDB {what} failed: {exc}") from exc
+        finally:
+            self._done_reading(txn)
+
     def scan(
         self, namespace: str, low: bytes, high: bytes | None, limit: int
     ) -> list[tuple[bytes, bytes]]:
-        txn = self._read_txn()
         items: list[tuple[bytes, bytes]] = []
-        try:
-            cursor = txn.cursor(self._dbs[namespace])
+        with self._reading("scan") as txn, txn.cursor(self._dbs[namespace]) as cursor:
             if cursor.set_range(low):
                 for key, value in cast("Iterator[tuple[bytes, bytes]]", iter(cursor)):
                     if (high is not None and key > high) or len(items) >= limit:
                         break
                     items.append((key, value))
-            cursor.close()
-        except lmdb.Error as exc:
-            self._drop_reader()
-            raise StorageError(f"LMDB scan failed: {exc}") from exc
-        finally:
-            self._done_reading(txn)
         return items
 
     def first_key(self, namespace: str, low: bytes = b"") -> bytes | None:
-        txn = self._read_txn()
-        try:
-            cursor = txn.cursor(self._dbs[namespace])
+        with self._reading("seek") as txn, txn.cursor(self._dbs[namespace]) as cursor:
             found = cursor.set_range(low) if low else cursor.first()
-            key = cast(bytes, cursor.key()) if found else None
-            cursor.close()
-        except lmdb.Error as exc:
-            self._drop_reader()
-            raise StorageError(f"LMDB seek failed: {exc}") from exc
-        finally:
-            self._done_reading(txn)
-        return key
+            return cast(bytes, cursor.key()) if found else None
 
     def last_key(self, namespace: str, high: bytes | None = None) -> bytes | None:
-        txn = self._read_txn()
-        try:
-            cursor = txn.cursor(self._dbs[namespace])
+        with self._reading("seek") as txn, txn.cursor(self._dbs[namespace]) as cursor:
             if high is None:
                 found = cursor.last()
             elif cursor.set_range(high):
                 found = cursor.key() == high or cursor.prev()
             else:
                 found = cursor.last()
-            key = cast(bytes, cursor.key()) if found else None
-            cursor.close()
-        except lmdb.Error as exc:
-            self._drop_reader()
-            raise StorageError(f"LMDB seek failed: {exc}") from exc
-        finally:
-            self._done_reading(txn)
-        return key
+            return cast(bytes, cursor.key()) if found else None
 
     def sync(self) -> None:
         try:
