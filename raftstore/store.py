@@ -74,6 +74,7 @@ DATA_DIR = "data"
 MAX_STABLE_KEY_SIZE = 511
 META_KEY = b"raftstore"
 _SCAN_CHUNK = 1024
+_FIRST_SCAN_CHUNK = 32
 
 _INDEX = struct.Struct(">Q")
 #: CRC-32 of any intact record (payload + its CRC-32 in little-endian).
@@ -535,15 +536,19 @@ class RaftStore:
             return
         start = _pack_index(low)
         end = _pack_index(high)
+        # Start small and double: a caller that stops after a few entries
+        # (a lazy slice, `inspect --tail`) should not pay for reading 1024.
+        limit = _FIRST_SCAN_CHUNK
         while True:
             with self._lock:
                 if self._state is not _OPEN:
                     self._raise_unusable()
-                chunk = self._engine.scan(LOGS, start, end, _SCAN_CHUNK)
+                chunk = self._engine.scan(LOGS, start, end, limit)
             for key, raw in chunk:
                 yield self._decode(self._key_index(key), raw)
-            if len(chunk) < _SCAN_CHUNK:
+            if len(chunk) < limit:
                 return
+            limit = min(limit * 2, _SCAN_CHUNK)
             next_index = self._key_index(chunk[-1][0]) + 1
             if next_index > high:
                 return
