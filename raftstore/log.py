@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from raftstore.errors import InvalidLogError
 
-__all__ = ["MAX_INDEX", "MAX_UINT64", "Log", "LogType", "validate_log"]
+__all__ = ["MAX_INDEX", "MAX_UINT64", "Log", "LogType", "is_storable", "validate_log"]
 
 MAX_UINT64 = 2**64 - 1
 MAX_INDEX = MAX_UINT64
@@ -53,6 +53,29 @@ _LOG_TYPE_VALUES = frozenset(int(t) for t in LogType)
 
 def _is_int(value: object) -> bool:
     return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
+
+
+_LOG_TYPES = frozenset(LogType)
+
+
+def is_storable(log: object) -> bool:
+    """True when *log* passes `validate_log`, checked fast for the common case.
+
+    A plain ``int`` type value (rather than a `LogType`) is not taken by this
+    fast path; callers fall back to `validate_log`, which accepts it.
+    """
+    return (
+        type(log) is Log
+        and type(log.index) is int
+        and 0 < log.index <= MAX_INDEX
+        and type(log.term) is int
+        and 0 <= log.term <= MAX_UINT64
+        and log.type in _LOG_TYPES
+        and type(log.data) is bytes
+        and type(log.extensions) is bytes
+        and type(log.appended_at) is int
+        and _MIN_INT64 <= log.appended_at <= _MAX_INT64
+    )
 
 
 def validate_log(log: object, position: int | None = None) -> Log:

@@ -49,7 +49,7 @@ from raftstore.errors import (
     StoreNotFoundError,
     UnsupportedFormatError,
 )
-from raftstore.log import MAX_UINT64, Log, LogType, validate_log
+from raftstore.log import MAX_UINT64, Log, is_storable, validate_log
 from raftstore.protocols import Capabilities
 
 __all__ = [
@@ -82,9 +82,6 @@ _CRC_RESIDUE = 0x2144DF1C
 _pack_index = _INDEX.pack
 _unpack_index = _INDEX.unpack
 _crc32 = zlib.crc32
-_MIN_INT64 = -(2**63)
-_MAX_INT64 = 2**63 - 1
-_LOG_TYPES = frozenset(LogType)
 
 _OPEN, _CLOSED, _FORKED = "open", "closed", "forked"
 
@@ -166,22 +163,6 @@ def _check_key(key: object) -> bytes:
     return key
 
 
-def _is_storable(log: object) -> bool:
-    """Fast check of the common case; `validate_log` explains any failure."""
-    return (
-        type(log) is Log
-        and type(log.index) is int
-        and 0 < log.index <= MAX_UINT64
-        and type(log.term) is int
-        and 0 <= log.term <= MAX_UINT64
-        and log.type in _LOG_TYPES
-        and type(log.data) is bytes
-        and type(log.extensions) is bytes
-        and type(log.appended_at) is int
-        and _MIN_INT64 <= log.appended_at <= _MAX_INT64
-    )
-
-
 class RaftStore:
     """A Raft log store and stable store over one engine and one codec.
 
@@ -236,8 +217,7 @@ class RaftStore:
         self._lock_acquire = self._lock.acquire
         self._lock_release = self._lock.release
         self._state = _OPEN
-        self._first: int | None = None
-        self._last = 0
+        self._first = self._last = 0
         self._load_bounds()
         _open_stores.add(self)
 
@@ -336,9 +316,8 @@ class RaftStore:
     def _bounds(self) -> tuple[int, int]:
         # Read-only handles may share the store with a writer in another
         # process, so their bounds are read afresh each time.
-        if self._first is None or self._read_only:
+        if self._read_only:
             self._load_bounds()
-        assert self._first is not None
         return self._first, self._last
 
     # -- LogStore ------------------------------------------------------------
@@ -406,7 +385,7 @@ class RaftStore:
 
     def store_log(self, log: Log) -> None:
         """Store one entry; same as ``store_logs([log])``, with one engine put."""
-        if not _is_storable(log):
+        if not is_storable(log):
             validate_log(log)
         with self._lock:
             if self._state is not _OPEN:
@@ -414,7 +393,7 @@ class RaftStore:
             if self._read_only:
                 self._raise_read_only("store_log")
             index = log.index
-            self._engine.put(LOGS, _pack_index(index), self._encode_record(log, None))
+            self._engine.put(LOGS, _pack_index(index), self._encode_record(log))
             self._note_stored(index, index)
 
     def store_logs(self, logs: Iterable[Log]) -> None:
@@ -442,20 +421,21 @@ class RaftStore:
                 self._raise_read_only("store_logs")
             if not batch:
                 return
-            self._bounds()  # loaded before writing, so a failed load changes nothing
             encode = self._codec.encode
             puts: list[tuple[str, bytes, bytes]] = []
             append = puts.append
             low = high = -1
             for position, log in enumerate(batch):
-                if not _is_storable(log):
+                if not is_storable(log):
                     validate_log(log, position)
                 index = log.index
                 try:
                     payload = encode(log)
-                except Exception:
-                    self._encode_record(log, position)  # raises the explained error
+                except RaftStoreError:
                     raise
+                except Exception as exc:
+                    raise self._encode_error(log, position, exc) from exc
+                # _frame, inlined: a call per entry is measurable here.
                 append((LOGS, _pack_index(index), payload + _crc32(payload).to_bytes(4, "little")))
                 if index > high:
                     high = index
@@ -466,19 +446,22 @@ class RaftStore:
             self._engine.write(WriteBatch(puts=puts))
             self._note_stored(low, high)
 
-    def _encode_record(self, log: Log, position: int | None) -> bytes:
+    def _encode_record(self, log: Log) -> bytes:
         """The framed record of a validated *log*; `InvalidLogError` if the codec fails."""
         try:
             payload = self._codec.encode(log)
         except RaftStoreError:
             raise
         except Exception as exc:
-            where = "" if position is None else f" (batch position {position})"
-            raise InvalidLogError(
-                f"codec {self._codec_name!r} could not encode log {log.index}{where}:"
-                f" {type(exc).__name__}: {exc}; nothing was stored"
-            ) from exc
-        return payload + _crc32(payload).to_bytes(4, "little")
+            raise self._encode_error(log, None, exc) from exc
+        return _frame(payload)
+
+    def _encode_error(self, log: Log, position: int | None, exc: Exception) -> InvalidLogError:
+        where = "" if position is None else f" (batch position {position})"
+        return InvalidLogError(
+            f"codec {self._codec_name!r} could not encode log {log.index}{where}:"
+            f" {type(exc).__name__}: {exc}; nothing was stored"
+        )
 
     def _note_stored(self, low: int, high: int) -> None:
         """Widen the cached bounds after entries ``low..high`` were written."""

@@ -204,14 +204,8 @@ class LmdbEngine(Engine):
             except lmdb.Error as exc:
                 self._drop_reader()
                 raise StorageError(f"LMDB get failed: {exc}") from exc
-        txn = self._read_txn()
-        try:
+        with self._reading("get") as txn:
             value = txn.get(key, db=self._dbs[namespace])  # type: ignore[assignment]
-        except lmdb.Error as exc:
-            self._drop_reader()
-            raise StorageError(f"LMDB get failed: {exc}") from exc
-        finally:
-            self._done_reading(txn)
         return value
 
     def put(self, namespace: str, key: bytes, value: bytes) -> None:
