@@ -153,14 +153,20 @@ class PrefixedEngine(Engine, Generic[_Database]):
     """
 
     def __init__(
-        self, path: Path | None, *, sync: bool, read_only: bool, options: Mapping[str, Any]
+        self,
+        path: Path | None,
+        *,
+        sync: bool,
+        read_only: bool,
+        options: Mapping[str, Any],
+        create: bool = True,
     ) -> None:
         """Check *path*; the subclass then opens its database into ``_db``.
 
         Raises `ConfigurationError` without a path and `StoreNotFoundError`
         for a read-only open of a missing database.
         """
-        super().__init__(path, sync=sync, read_only=read_only, options=options)
+        super().__init__(path, sync=sync, read_only=read_only, options=options, create=create)
         if path is None:
             raise ConfigurationError(
                 f"the {self.name} engine stores its data on disk: give it a path"

@@ -116,18 +116,32 @@ class Engine(abc.ABC):
     options: ClassVar[Mapping[str, EngineOption]] = {}
 
     def __init__(
-        self, path: Path | None, *, sync: bool, read_only: bool, options: Mapping[str, Any]
+        self,
+        path: Path | None,
+        *,
+        sync: bool,
+        read_only: bool,
+        options: Mapping[str, Any],
+        create: bool = True,
     ) -> None:
-        """Open (creating when absent and not read-only) the engine's data in *path*.
+        """Open the engine's data in *path*, creating it only when *create* is true.
 
         *path* is a directory owned by the engine (None for in-memory
         engines); *options* holds every declared option, already coerced and
         defaulted. With ``sync=True`` every `write` is on stable storage
         before it returns; with ``sync=False`` only `sync` guarantees that.
+
+        ``create=False`` (always so with ``read_only=True``) means the store
+        exists and its engine files must be there: the engine must not
+        create, replace or delete any file in *path*, and must raise
+        `raftstore.errors.CorruptionError` naming what is missing or damaged
+        rather than start empty or roll back. Never open with a recovery mode
+        that silently drops acknowledged data.
         """
         self.path = path
         self.sync_writes = sync
         self.read_only = read_only
+        self.create = create and not read_only
 
     @abc.abstractmethod
     def get(self, namespace: str, key: bytes) -> bytes | None:

@@ -112,7 +112,13 @@ class LevelDBEngine(PrefixedEngine[Any]):
     }
 
     def __init__(
-        self, path: Path | None, *, sync: bool, read_only: bool, options: Mapping[str, Any]
+        self,
+        path: Path | None,
+        *,
+        sync: bool,
+        read_only: bool,
+        options: Mapping[str, Any],
+        create: bool = True,
     ) -> None:
         """Open (creating when absent and not read-only) the LevelDB database in *path*.
 
@@ -120,7 +126,7 @@ class LevelDBEngine(PrefixedEngine[Any]):
         `StorageError` for other failures, besides the path checks of
         `PrefixedEngine`.
         """
-        super().__init__(path, sync=sync, read_only=read_only, options=options)
+        super().__init__(path, sync=sync, read_only=read_only, options=options, create=create)
         self._compact_after_deletes: int = options["compact_after_deletes"]
         # Deleted keys not yet compacted away, and the prefixed key range they span.
         self._pending_deletes = 0

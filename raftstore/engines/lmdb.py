@@ -92,9 +92,15 @@ class LmdbEngine(Engine):
     }
 
     def __init__(
-        self, path: Path | None, *, sync: bool, read_only: bool, options: Mapping[str, Any]
+        self,
+        path: Path | None,
+        *,
+        sync: bool,
+        read_only: bool,
+        options: Mapping[str, Any],
+        create: bool = True,
     ) -> None:
-        super().__init__(path, sync=sync, read_only=read_only, options=options)
+        super().__init__(path, sync=sync, read_only=read_only, options=options, create=create)
         if path is None:
             raise StorageError("the lmdb engine needs a directory")
         self._options = dict(options)

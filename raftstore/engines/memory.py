@@ -54,9 +54,15 @@ class MemoryEngine(Engine):
     options: ClassVar[Mapping[str, EngineOption]] = {}
 
     def __init__(
-        self, path: Path | None, *, sync: bool, read_only: bool, options: Mapping[str, Any]
+        self,
+        path: Path | None,
+        *,
+        sync: bool,
+        read_only: bool,
+        options: Mapping[str, Any],
+        create: bool = True,
     ) -> None:
-        super().__init__(path, sync=sync, read_only=read_only, options=options)
+        super().__init__(path, sync=sync, read_only=read_only, options=options, create=create)
         self._tables = {namespace: _Table() for namespace in NAMESPACES}
 
     def get(self, namespace: str, key: bytes) -> bytes | None:

@@ -103,7 +103,13 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
     }
 
     def __init__(
-        self, path: Path | None, *, sync: bool, read_only: bool, options: Mapping[str, Any]
+        self,
+        path: Path | None,
+        *,
+        sync: bool,
+        read_only: bool,
+        options: Mapping[str, Any],
+        create: bool = True,
     ) -> None:
         """Open (creating when absent and not read-only) the RocksDB database in *path*.
 
@@ -113,7 +119,7 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
         """
         self._secondary_dir: str | None = None
         self._secondary_cleanup: weakref.finalize[Any, Any] | None = None
-        super().__init__(path, sync=sync, read_only=read_only, options=options)
+        super().__init__(path, sync=sync, read_only=read_only, options=options, create=create)
         try:
             db_options = self._native_options(options, create=not read_only)
             if read_only:

@@ -202,11 +202,19 @@ class FaultyEngine(Engine):
     plan: ClassVar[FaultPlan]
 
     def __init__(
-        self, path: Path | None, *, sync: bool, read_only: bool, options: Mapping[str, Any]
+        self,
+        path: Path | None,
+        *,
+        sync: bool,
+        read_only: bool,
+        options: Mapping[str, Any],
+        create: bool = True,
     ) -> None:
-        super().__init__(path, sync=sync, read_only=read_only, options=options)
+        super().__init__(path, sync=sync, read_only=read_only, options=options, create=create)
         self._fail("open", ())
-        self.inner = self.inner_class(path, sync=sync, read_only=read_only, options=options)
+        self.inner = self.inner_class(
+            path, sync=sync, read_only=read_only, options=options, create=create
+        )
 
     def _fail(self, operation: str, namespaces: tuple[str, ...]) -> Fault | None:
         fault = self.plan._match(operation, namespaces)
