@@ -18,7 +18,8 @@ Trial *i* of a run uses seed ``--seed + i``; ``--engine E --seed S --trials
 1`` reruns exactly trial S of engine E. ``--keep`` keeps each trial's
 directories (``damaged/``: the files as damaged; ``store/``: after the
 check opened them; ``verify/``: after verify) and prints the full record.
-Exits 1 when any trial has an outcome that is not allowed.
+Exits 1 when any trial has an outcome that is not allowed (or an engine's
+undamaged store could not be built and read back).
 
 The run first copies the ``raftstore`` package it will test into a
 temporary directory and puts that copy first on the path of this process
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                 default=str,
             )
         )
-    return 1 if result.failures else 0
+    built_failed = set(result.skipped) - set(skipped)  # an engine whose store did not build
+    return 1 if result.failures or built_failed else 0
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ __all__ = [
     "FAMILIES",
     "NOT_ALLOWED",
     "OUTCOMES",
+    "BuildError",
     "CampaignResult",
     "Damage",
     "Model",
@@ -927,12 +928,16 @@ def repro_command(engine: str, seed: int) -> str:
     return f"python bench/damage_fuzz.py --engine {engine} --seed {seed} --trials 1 --keep"
 
 
+class BuildError(RuntimeError):
+    """The pristine store of an engine could not be built or does not read back."""
+
+
 class _Pristine:
     """Builds each engine x family store once (thread-safe) and checks it reads correctly."""
 
     def __init__(self, workdir: Path, timeout: float) -> None:
         self.workdir, self.timeout = workdir, timeout
-        self.built: dict[tuple[str, int], Path] = {}
+        self.built: dict[tuple[str, int], Path | BuildError] = {}
         self.lock = threading.Lock()
         self.locks: dict[tuple[str, int], threading.Lock] = {}
 
@@ -942,8 +947,14 @@ class _Pristine:
             lock = self.locks.setdefault(key, threading.Lock())
         with lock:
             if key not in self.built:
-                self.built[key] = self._build(engine, family)
-            return self.built[key]
+                try:
+                    self.built[key] = self._build(engine, family)
+                except BuildError as exc:
+                    self.built[key] = exc
+            built = self.built[key]
+        if isinstance(built, BuildError):
+            raise built
+        return built
 
     def _build(self, engine: str, family: int) -> Path:
         home = self.workdir / "pristine" / f"{engine}-{family}"
@@ -954,7 +965,7 @@ class _Pristine:
         run = _run(_child("build", store, engine, "--family", str(family)), home, self.timeout * 4)
         expected = -signal.SIGKILL if family == 1 else 0
         if run.returncode != expected:
-            raise RuntimeError(
+            raise BuildError(
                 f"building the pristine {engine} store (family {family}) failed:"
                 f" exit {run.returncode}, timed out {run.timed_out}\n{_tail(run.stderr, 20)}"
             )
@@ -964,7 +975,7 @@ class _Pristine:
         outcome, cause, _, _ = classify(engine, check, {})
         shutil.rmtree(probe)
         if outcome != CORRECT:
-            raise RuntimeError(
+            raise BuildError(
                 f"the undamaged {engine} store (family {family}) does not read back: {outcome}"
                 f" {cause}\n{_tail(check.stderr, 20)}"
             )
@@ -1146,14 +1157,22 @@ def run_campaign(
     pristine = _Pristine(workdir, timeout)
     work = [(engine, seed + number) for number in range(trials) for engine in engines]
     results: list[TrialResult] = []
+    skipped: dict[str, str] = {}
     failed = 0
     lock = threading.Lock()
 
     def one(item: tuple[str, int]) -> TrialResult | None:
         nonlocal failed
-        if stop_after is not None and failed >= stop_after:
+        if (stop_after is not None and failed >= stop_after) or item[0] in skipped:
             return None
-        result = run_trial(item[0], item[1], workdir, timeout=timeout, keep=keep, pristine=pristine)
+        try:
+            result = run_trial(
+                item[0], item[1], workdir, timeout=timeout, keep=keep, pristine=pristine
+            )
+        except BuildError as exc:
+            with lock:
+                skipped[item[0]] = str(exc)
+            return None
         with lock:
             failed += not result.allowed
             results.append(result)
@@ -1165,7 +1184,7 @@ def run_campaign(
         for future in [pool.submit(one, item) for item in work]:
             future.result()
     results.sort(key=lambda t: (t.engine, t.seed))
-    return CampaignResult(results, {}, round(time.monotonic() - started, 1))
+    return CampaignResult(results, skipped, round(time.monotonic() - started, 1))
 
 
 def _no_core_dumps() -> None:
@@ -1255,7 +1274,7 @@ def render_markdown(result: CampaignResult) -> str:
         lines.append("| " + " | ".join(_row(engine, by_engine[engine])) + " |")
     out = ["\n".join(lines), ""]
     for engine, reason in result.skipped.items():
-        out.append(f"- {engine}: skipped ({reason})")
+        out.append(f"- {engine}: skipped ({' '.join(reason.split())[:800]})")
     for engine in engines:
         errors = Counter(
             f"{t.cause.get('type')} at {_op_class(str(t.cause.get('op')))}"
