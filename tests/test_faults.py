@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,9 +389,38 @@ def test_lmdb_batch_larger_than_the_whole_map_is_refused_whole(tmp_path: Path) -
 
 
 # -- a real full disk ------------------------------------------------------------
+#
+# The engine work runs in a child process with a hard timeout: a full run once
+# hung here for over 12 minutes (RocksDB on a full tmpfs, every thread waiting
+# on a futex), and no in-process timeout can interrupt a native call. A stuck
+# child dumps its Python stacks (faulthandler), is killed, and fails this test.
 
 _TMPFS_SIZE = 8 * _MIB
 _BALLAST = 3 * _MIB
+#: The child normally takes a few seconds; past this it dumps its stacks and exits.
+_DISK_FULL_SECONDS = 120
+#: ... and past this the parent SIGKILLs it.
+_DISK_FULL_KILL_SECONDS = _DISK_FULL_SECONDS + 30
+_MOUNT_SECONDS = 60
+
+
+def _unmount(mount_point: Path) -> None:
+    """Unmount (bounded), lazily when the normal unmount fails or hangs."""
+    try:
+        done = subprocess.run(
+            ["umount", str(mount_point)], capture_output=True, check=False, timeout=_MOUNT_SECONDS
+        )
+        failed = done.returncode != 0
+    except subprocess.TimeoutExpired:
+        failed = True
+    if failed:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(
+                ["umount", "-l", str(mount_point)],
+                capture_output=True,
+                check=False,
+                timeout=_MOUNT_SECONDS,
+            )
 
 
 @pytest.fixture
@@ -400,20 +430,23 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("mounting a small tmpfs needs root; the disk-full test cannot run")
     mount_point = tmp_path / "small-disk"
     mount_point.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={_TMPFS_SIZE}", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={_TMPFS_SIZE}", "tmpfs", str(mount_point)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=_MOUNT_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        _unmount(mount_point)
+        pytest.fail(f"mounting a tmpfs did not finish in {_MOUNT_SECONDS} s")
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip() or result.returncode}")
     try:
         yield mount_point
     finally:
-        done = subprocess.run(["umount", str(mount_point)], capture_output=True, check=False)
-        if done.returncode != 0:
-            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
+        _unmount(mount_point)
 
 
 _SMALL_DISK_OPTIONS: dict[str, dict[str, Any]] = {
@@ -423,11 +456,8 @@ _SMALL_DISK_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.parametrize("engine", DISK_ENGINES)
-def test_real_disk_full_loses_nothing_and_recovers_after_space_is_freed(
-    engine: str, small_disk: Path
-) -> None:
-    _usable(engine)
+def _fill_the_disk_then_recover(engine: str, small_disk: Path) -> None:
+    """The disk-full scenario; run in a child process by the test below."""
     options = _SMALL_DISK_OPTIONS[engine]
     ballast = small_disk / "ballast"
     ballast.write_bytes(b"\0" * _BALLAST)
@@ -454,7 +484,7 @@ def test_real_disk_full_loses_nothing_and_recovers_after_space_is_freed(
         # Reads still work on the full disk and show exactly what was acknowledged
         # (the failed call may have been the batch or the set_uint64 after it).
         assert store.first_index() == 1
-        assert store.last_index() in (acknowledged, acknowledged + 64)
+        assert store.last_index() in (acknowledged, acknowledged + 64), store.last_index()
         assert store.get_log(acknowledged).data == written[acknowledged]
         ballast.unlink()
         try:
@@ -470,7 +500,7 @@ def test_real_disk_full_loses_nothing_and_recovers_after_space_is_freed(
             store.close()
     with raftstore.open(path, engine=engine, **options) as reopened:
         last = reopened.last_index()
-        assert last in (acknowledged, acknowledged + 64)
+        assert last in (acknowledged, acknowledged + 64), (last, acknowledged)
         assert reopened.get_uint64(b"acknowledged") == acknowledged
         logs = list(reopened.iter_logs())
         assert [log.index for log in logs] == list(range(1, last + 1))
@@ -480,3 +510,53 @@ def test_real_disk_full_loses_nothing_and_recovers_after_space_is_freed(
         reopened.sync()
         assert reopened.last_index() == last + 64
         assert reopened.get_log(last + 64).data == b"again"
+
+
+_DISK_FULL_CHILD = f"""
+import ctypes, faulthandler, signal, sys
+from pathlib import Path
+try:  # die with the test process (PR_SET_PDEATHSIG)
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+except (OSError, AttributeError):
+    pass
+faulthandler.dump_traceback_later({_DISK_FULL_SECONDS}, exit=True)
+sys.path.insert(0, sys.argv[1])
+from test_faults import _fill_the_disk_then_recover
+_fill_the_disk_then_recover(sys.argv[2], Path(sys.argv[3]))
+print("done")
+"""
+
+
+@pytest.mark.parametrize("engine", DISK_ENGINES)
+def test_real_disk_full_loses_nothing_and_recovers_after_space_is_freed(
+    engine: str, small_disk: Path
+) -> None:
+    _usable(engine)
+    command = [
+        sys.executable, "-c", _DISK_FULL_CHILD, str(Path(__file__).parent), engine, str(small_disk)
+    ]  # fmt: skip
+    child = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stdout, stderr = child.communicate(timeout=_DISK_FULL_KILL_SECONDS)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        stdout, stderr = child.communicate(timeout=60)
+        pytest.fail(
+            f"{engine}: the disk-full scenario hung for {_DISK_FULL_KILL_SECONDS} s and was"
+            f" killed:\n{stderr[-4000:]}"
+        )
+    finally:
+        if child.poll() is None:
+            child.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=60)
+    assert child.returncode != 1 or "Timeout (" not in stderr, (
+        f"{engine}: the disk-full scenario hung for {_DISK_FULL_SECONDS} s; its stacks:\n"
+        f"{stderr[-4000:]}"
+    )
+    assert child.returncode == 0, (
+        f"{engine}: the disk-full scenario failed (exit {child.returncode}):\n{stderr[-4000:]}"
+    )
+    assert stdout.strip() == "done", stdout
