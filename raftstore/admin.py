@@ -211,6 +211,9 @@ class StoreReport:
     disk_usage: int
     stable: list[dict[str, Any]] = field(default_factory=list)
     tail: list[dict[str, Any]] = field(default_factory=list)
+    #: Reader slots of dead processes the engine cleared when it opened the
+    #: store (LMDB: a process killed inside a read pins old pages until then).
+    stale_readers_cleared: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
@@ -246,6 +249,7 @@ def inspect_store(target: str | os.PathLike[str], *, tail: int = 5) -> StoreRepo
             disk_usage=store.disk_usage(),
             stable=stable,
             tail=logs,
+            stale_readers_cleared=int(getattr(store.kv, "stale_readers_cleared", 0)),
         )
 
 

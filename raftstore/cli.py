@@ -272,7 +272,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     """Describe a store: engine, codec, bounds, size, stable state and the last entries."""
     if args.tail < 0:
         raise ConfigurationError(f"--tail must be 0 or more, got {args.tail}")
-    report = admin.inspect_store(args.target, tail=args.tail)
+    from raftstore import _isolate
+
+    try:
+        # In a child process: damage that makes an engine abort must not kill the command.
+        report = _isolate.run_isolated(admin.inspect_store, args.target, tail=args.tail)
+    except _isolate.EngineCrashedError as exc:
+        print(f"raftstore: error: {args.target}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         _print_json(report.to_json())
         return EXIT_OK
@@ -281,6 +288,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print(f"engine   {report.engine}, codec {report.codec}, format {report.format}")
     print(f"logs     {bounds} ({report.entries:,} entries)")
     print(f"on disk  {format_bytes(report.disk_usage)}")
+    if report.stale_readers_cleared:
+        print(
+            f"readers  {report.stale_readers_cleared} stale readers (slots of dead processes)"
+            " cleared"
+        )
     if report.stable:
         print("\nstable state")
         print(
@@ -323,10 +335,18 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     """Read every record; exit 0 when the store is clean, 1 with a report otherwise."""
+    from raftstore import _isolate
+
     progress, bars = _progress_callback("verifying", not args.json and is_terminal(sys.stderr))
-    report = admin.verify_store(args.target, progress=progress)
-    for bar in bars:
-        bar.finish()
+    try:
+        # In a child process: damage that makes an engine abort must not kill the command.
+        report = _isolate.run_isolated(admin.verify_store, args.target, progress=progress)
+    except _isolate.EngineCrashedError as exc:
+        report = admin.VerifyReport(target=str(args.target))
+        report.add_problem("engine", str(exc))
+    finally:
+        for bar in bars:
+            bar.finish()
     if args.json:
         _print_json(report.to_json())
         return EXIT_OK if report.ok else EXIT_FAILED
