@@ -780,6 +780,17 @@ def _changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return changes
 
 
+def _crash_summary(text: str) -> str:
+    """From a crashed child's stderr: the native message, the fatal error, the innermost frames."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    fatal = next((n for n, line in enumerate(lines) if line.startswith("Fatal Python error")), None)
+    if fatal is None:
+        return _tail(text)
+    native = lines[max(0, fatal - 3) : fatal]
+    frames = [line.strip() for line in lines[fatal:] if line.lstrip().startswith("File ")][:3]
+    return " | ".join([*native, lines[fatal], *frames])[:1500]
+
+
 def _tail(text: str, lines: int = 6) -> str:
     kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
     return "\n".join(kept)[-1500:]
@@ -856,7 +867,7 @@ def classify(
     if run.signal is not None:
         return (
             CRASH,
-            {"op": last_step, "signal": run.signal, "stderr": stderr},
+            {"op": last_step, "signal": run.signal, "stderr": _crash_summary(run.stderr)},
             dict(findings),
             False,
         )
@@ -919,7 +930,7 @@ def _verify(store: Path, cwd: Path, timeout: float) -> dict[str, Any]:
     except (ValueError, AttributeError):
         pass
     if run.stderr.strip():
-        result["stderr"] = _tail(run.stderr, 4)
+        result["stderr"] = _crash_summary(run.stderr) if run.signal else _tail(run.stderr, 4)
     return result
 
 
