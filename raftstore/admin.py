@@ -37,7 +37,14 @@ from raftstore.errors import (
 )
 from raftstore.log import Log, validate_log
 from raftstore.registry import create_codec, get_engine_class
-from raftstore.store import FORMAT_VERSION, MARKER_FILE, RaftStore, index_key, read_marker
+from raftstore.store import (
+    FORMAT_VERSION,
+    MARKER_FILE,
+    RaftStore,
+    index_key,
+    read_marker,
+    reporting_damage,
+)
 from raftstore.url import parse_target
 
 __all__ = [
@@ -306,7 +313,8 @@ def verify_store(
     """
     report = VerifyReport(target=str(target))
     try:
-        store = open_existing(target, read_only=True)
+        with reporting_damage():
+            store = open_existing(target, read_only=True)
     except (CorruptionError, UnsupportedFormatError) as exc:
         report.add_problem("meta", str(exc))
         return report

@@ -46,7 +46,9 @@ from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 import raftstore
+from raftstore._records import FORMAT_VERSION, record_format
 from raftstore.codecs.base import Codec
+from raftstore.engines.base import LOGS
 from raftstore.log import Log, LogType
 from raftstore.registry import create_codec, get_engine_class
 
@@ -106,6 +108,8 @@ _MIB = 1024 * 1024
 
 _pack_index = _INDEX.pack
 _crc32 = zlib.crc32
+#: The CRC starting value of a log record under its key: the store's own framing.
+_log_seed = record_format(FORMAT_VERSION).seed(LOGS)
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -360,13 +364,25 @@ class RawLmdb(RawHandle):
                 log = batch[0]
                 payload = encode(log)
                 with begin(write=True, db=db) as txn:
-                    txn.put(pack(log.index), payload + _crc32(payload).to_bytes(4, "little"))
+                    txn.put(
+                        pack(log.index),
+                        payload
+                        + _crc32(payload, _log_seed(_pack_index(log.index))).to_bytes(4, "little"),
+                    )
         else:
             for batch in batches:
                 items = []
                 for log in batch:
                     payload = encode(log)
-                    items.append((pack(log.index), payload + _crc32(payload).to_bytes(4, "little")))
+                    items.append(
+                        (
+                            pack(log.index),
+                            payload
+                            + _crc32(payload, _log_seed(_pack_index(log.index))).to_bytes(
+                                4, "little"
+                            ),
+                        )
+                    )
                 with begin(write=True, db=db) as txn:
                     txn.cursor().putmulti(items)
         self._note(batches[-1])
@@ -452,7 +468,8 @@ class RawRocks(_RawPrefixed):
                 payload = encode(log)
                 db.put(
                     pack(_LOG_PREFIX, log.index),
-                    payload + _crc32(payload).to_bytes(4, "little"),
+                    payload
+                    + _crc32(payload, _log_seed(_pack_index(log.index))).to_bytes(4, "little"),
                     options,
                 )
         else:
@@ -464,7 +481,8 @@ class RawRocks(_RawPrefixed):
                     payload = encode(log)
                     put(
                         pack(_LOG_PREFIX, log.index),
-                        payload + _crc32(payload).to_bytes(4, "little"),
+                        payload
+                        + _crc32(payload, _log_seed(_pack_index(log.index))).to_bytes(4, "little"),
                     )
                 db.write(native, options)
         self._note(batches[-1])
@@ -518,7 +536,8 @@ class RawLevel(_RawPrefixed):
                 payload = encode(log)
                 put(
                     pack(_LOG_PREFIX, log.index),
-                    payload + _crc32(payload).to_bytes(4, "little"),
+                    payload
+                    + _crc32(payload, _log_seed(_pack_index(log.index))).to_bytes(4, "little"),
                     sync=sync,
                 )
         else:
@@ -528,7 +547,8 @@ class RawLevel(_RawPrefixed):
                     payload = encode(log)
                     native.put(
                         pack(_LOG_PREFIX, log.index),
-                        payload + _crc32(payload).to_bytes(4, "little"),
+                        payload
+                        + _crc32(payload, _log_seed(_pack_index(log.index))).to_bytes(4, "little"),
                     )
                 native.write()
         self._note(batches[-1])
@@ -569,7 +589,9 @@ class RawMemory(RawHandle):
         for batch in batches:
             for log in batch:
                 payload = encode(log)
-                values[pack(log.index)] = payload + _crc32(payload).to_bytes(4, "little")
+                values[pack(log.index)] = payload + _crc32(
+                    payload, _log_seed(_pack_index(log.index))
+                ).to_bytes(4, "little")
         self._note(batches[-1])
 
     def get_many(self, indexes: Sequence[int]) -> None:

@@ -51,11 +51,17 @@ class Log:
 _LOG_TYPE_VALUES = frozenset(int(t) for t in LogType)
 
 
-def _is_int(value: object) -> bool:
-    return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
+def _plain_int(value: object) -> int | None:
+    """*value*'s own int value (never a subclass's overrides), or None when not an int."""
+    if type(value) is int:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        # int.__int__ reads the value itself: a subclass may override int(),
+        # comparisons, repr and pickling, and none of that may reach the disk.
+        return int.__int__(value)
+    return None
 
 
-_LOG_TYPES = frozenset(LogType)
 
 
 def is_storable(log: object) -> bool:
@@ -70,7 +76,7 @@ def is_storable(log: object) -> bool:
         and 0 < log.index <= MAX_INDEX
         and type(log.term) is int
         and 0 <= log.term <= MAX_UINT64
-        and log.type in _LOG_TYPES
+        and type(log.type) is LogType
         and type(log.data) is bytes
         and type(log.extensions) is bytes
         and type(log.appended_at) is int
@@ -79,28 +85,33 @@ def is_storable(log: object) -> bool:
 
 
 def validate_log(log: object, position: int | None = None) -> Log:
-    """Check that *log* is a `Log` that can be stored and return it.
+    """Check that *log* is a `Log` that can be stored and return it, normalised.
 
-    Raises `InvalidLogError` naming the field (and the batch position, when
-    given) that is wrong.
+    The returned `Log` holds plain ``int`` index, term and timestamp and a
+    `LogType`, whatever ``int`` subclasses *log* held, so what a store
+    accepts it gives back equal. Raises `InvalidLogError` naming the field
+    (and the batch position, when given) that is wrong.
     """
     where = "" if position is None else f" (batch position {position})"
     if not isinstance(log, Log):
         raise InvalidLogError(
-            f"expected a raftstore.Log{where}, got {type(log).__name__}: {log!r:.80}"
+            f"expected a raftstore.Log{where}, got {type(log).__name__}: {_short_repr(log)}"
         )
-    index = log.index
-    if not _is_int(index) or not 1 <= index <= MAX_INDEX:
-        raise InvalidLogError(f"log index must be an int in 1..2**64-1{where}, got {index!r:.40}")
-    term = log.term
-    if not _is_int(term) or not 0 <= term <= MAX_UINT64:
+    index = _plain_int(log.index)
+    if index is None or not 1 <= index <= MAX_INDEX:
         raise InvalidLogError(
-            f"log term must be an int in 0..2**64-1{where} (index {index}), got {term!r:.40}"
+            f"log index must be an int in 1..2**64-1{where}, got {_short_value(log.index, index)}"
         )
-    kind = log.type
-    if not _is_int(kind) or kind not in _LOG_TYPE_VALUES:
+    term = _plain_int(log.term)
+    if term is None or not 0 <= term <= MAX_UINT64:
         raise InvalidLogError(
-            f"log type must be a LogType{where} (index {index}), got {kind!r:.40}"
+            f"log term must be an int in 0..2**64-1{where} (index {index}),"
+            f" got {_short_value(log.term, term)}"
+        )
+    kind = _plain_int(log.type)
+    if kind is None or kind not in _LOG_TYPE_VALUES:
+        raise InvalidLogError(
+            f"log type must be a LogType{where} (index {index}), got {_short_value(log.type, kind)}"
         )
     if type(log.data) is not bytes:
         raise InvalidLogError(
@@ -112,10 +123,27 @@ def validate_log(log: object, position: int | None = None) -> Log:
             f"log extensions must be bytes{where} (index {index}),"
             f" got {type(log.extensions).__name__}; convert it with bytes(...)"
         )
-    appended_at = log.appended_at
-    if not _is_int(appended_at) or not _MIN_INT64 <= appended_at <= _MAX_INT64:
+    appended_at = _plain_int(log.appended_at)
+    if appended_at is None or not _MIN_INT64 <= appended_at <= _MAX_INT64:
         raise InvalidLogError(
             f"log appended_at must be int nanoseconds in the signed 64-bit range{where}"
-            f" (index {index}), got {appended_at!r:.40}"
+            f" (index {index}), got {_short_value(log.appended_at, appended_at)}"
         )
-    return log
+    if type(log) is Log and is_storable(log):
+        return log
+    return Log(index, term, LogType(kind), log.data, log.extensions, appended_at)
+
+
+def _short_value(value: object, as_int: int | None) -> str:
+    """*value* for a message: its int value when it is one, else its type; never huge."""
+    if as_int is not None:
+        return str(as_int) if as_int.bit_length() < 200 else f"an int of {as_int.bit_length()} bits"
+    return f"{type(value).__name__}"
+
+
+def _short_repr(value: object) -> str:
+    """A bounded repr: the type name of anything whose repr could be large or raise."""
+    if isinstance(value, (int, str, bytes, float, type(None))):
+        text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else "<int>"
+        return text[:80]
+    return f"<{type(value).__name__}>"

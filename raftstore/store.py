@@ -1,37 +1,51 @@
 """The generic store: Raft semantics implemented once over a key-value `Engine`.
 
-Key layout (one place for it):
-
-- namespace ``logs``: ``index`` as 8-byte big-endian -> record
-- namespace ``stable``: the caller's key -> record
-- namespace ``meta``: ``b"raftstore"`` -> record holding JSON
-  ``{"format": 1, "engine": ..., "codec": ...}``
-
-A record is the payload (the codec's bytes for a log, the caller's bytes for
-a stable value) followed by its CRC-32 as 4 little-endian bytes. Every read
-checks the checksum and, for logs, that the decoded index is the key's.
-With the CRC appended little-endian, the CRC-32 of a whole intact record is
-a constant (the CRC "residue"), so checking costs one pass over the record.
-
-On disk a store is a directory holding ``raftstore.json`` (which engine wrote
-it, so a plain path reopens with the right engine), ``raftstore.lock`` (the
-one-writer lock) and ``data/`` (the engine's own files).
+The key layout and record format are described (and implemented) once, in
+`raftstore._records`; the store directory (marker, lock, durable renames)
+in `raftstore._directory`. Every read checks the record's checksum and, for
+logs, that the decoded index is the key's.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
+import contextlib
+import contextvars
 import json
 import os
 import struct
 import threading
+import warnings
 import weakref
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from raftstore._directory import (
+    CREATING,
+    DATA_DIR,
+    LEGACY_LOCK_FILE,
+    MARKER_FILE,
+    READY,
+    DirectoryLock,
+    check_store_directory,
+    fsync_directory,
+    make_directory,
+    parse_json_object,
+    read_marker,
+    refuse_links,
+    write_marker,
+)
+from raftstore._records import (
+    CRC_RESIDUE,
+    FORMAT_VERSION,
+    META_KEY,
+    MIN_FORMAT_VERSION,
+    RecordFormat,
+    index_key,
+    key_index,
+    record_format,
+)
 from raftstore.codecs.base import Codec
 from raftstore.engines.base import LOGS, META, STABLE, Engine, WriteBatch
 from raftstore.errors import (
@@ -45,7 +59,6 @@ from raftstore.errors import (
     ReadOnlyError,
     StorageError,
     StoreClosedError,
-    StoreLockedError,
     StoreNotFoundError,
     UnsupportedFormatError,
 )
@@ -55,7 +68,6 @@ from raftstore.protocols import Capabilities
 __all__ = [
     "DATA_DIR",
     "FORMAT_VERSION",
-    "LOCK_FILE",
     "MARKER_FILE",
     "MAX_STABLE_KEY_SIZE",
     "RaftStore",
@@ -65,25 +77,37 @@ __all__ = [
     "read_marker",
 ]
 
-#: Version of the on-disk layout described in this module's docstring.
-FORMAT_VERSION = 1
-MARKER_FILE = "raftstore.json"
-LOCK_FILE = "raftstore.lock"
-DATA_DIR = "data"
 #: Longest stable key every engine accepts (LMDB's limit).
 MAX_STABLE_KEY_SIZE = 511
-META_KEY = b"raftstore"
 _SCAN_CHUNK = 1024
 _FIRST_SCAN_CHUNK = 32
+#: Most stable records checked at open (raft keeps three).
+_STABLE_CHECKED_AT_OPEN = 4096
 
 _INDEX = struct.Struct(">Q")
-#: CRC-32 of any intact record (payload + its CRC-32 in little-endian).
-_CRC_RESIDUE = 0x2144DF1C
 _pack_index = _INDEX.pack
 _unpack_index = _INDEX.unpack
 _crc32 = zlib.crc32
 
 _OPEN, _CLOSED, _FORKED = "open", "closed", "forked"
+
+# False while `reporting_damage` is active: opens then leave damaged stable
+# records for the caller to find and report one by one.
+_check_stable_at_open = contextvars.ContextVar("raftstore_check_stable_at_open", default=True)
+
+
+@contextlib.contextmanager
+def reporting_damage() -> Iterator[None]:
+    """Within this block, `raftstore.open` does not refuse a store for damaged stable records.
+
+    For tools that read every record and report each problem (``raftstore
+    verify``); a normal open refuses such a store outright.
+    """
+    token = _check_stable_at_open.set(False)
+    try:
+        yield
+    finally:
+        _check_stable_at_open.reset(token)
 
 # Stores open in this process, so a forked child can mark its inherited
 # handles unusable (no engine binding is fork-safe).
@@ -118,32 +142,25 @@ def engine_capabilities(engine_class: type[Engine]) -> Capabilities:
     )
 
 
-def index_key(index: int) -> bytes:
-    """The key of log *index* in the ``logs`` namespace (8-byte big-endian)."""
-    return _pack_index(index)
-
-
-def _frame(payload: bytes) -> bytes:
-    """A record: *payload* followed by its CRC-32, little-endian."""
-    return payload + _crc32(payload).to_bytes(4, "little")
-
-
-def _unframe(raw: bytes, what: str) -> bytes | memoryview:
-    """The payload of a record after checking its checksum; raises `CorruptionError`."""
-    if len(raw) < 4:
-        raise CorruptionError(f"{what}: record is {len(raw)} bytes, too short to hold a checksum")
-    if _crc32(raw) != _CRC_RESIDUE:
-        raise CorruptionError(f"{what}: checksum mismatch (the stored bytes are damaged)")
-    # Slicing copies, but below a few KiB a copy is cheaper than a memoryview.
-    return raw[:-4] if len(raw) < 4096 else memoryview(raw)[:-4]
-
-
 def _check_uint64(value: object, what: str) -> int:
-    if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
-        raise InvalidArgumentError(f"{what} must be an int, got {type(value).__name__}")
+    if type(value) is not int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidArgumentError(f"{what} must be an int, got {type(value).__name__}")
+        # The int's own value: a subclass may override int(), comparisons and repr.
+        value = int.__int__(value)
     if not 0 <= value <= MAX_UINT64:
-        raise InvalidArgumentError(f"{what} must be in 0..2**64-1, got {value}")
-    return int(value)
+        raise InvalidArgumentError(f"{what} must be in 0..2**64-1, got {_short_int(value)}")
+    return value
+
+
+def _short_key(key: bytes) -> str:
+    """*key* for a message: its repr, cut to a few dozen bytes."""
+    return repr(key) if len(key) <= 48 else f"{key[:48]!r}... ({len(key)} bytes)"
+
+
+def _short_int(value: int) -> str:
+    text = str(value) if value.bit_length() < 200 else f"an int of {value.bit_length()} bits"
+    return text
 
 
 def _check_key(key: object) -> bytes:
@@ -181,13 +198,16 @@ class RaftStore:
         "_engine_get",
         "_engine_name",
         "_first",
+        "_format",
         "_last",
         "_lock",
         "_lock_acquire",
         "_lock_file",
         "_lock_release",
+        "_log_seed",
         "_path",
         "_read_only",
+        "_stable_seed",
         "_state",
     )
 
@@ -200,10 +220,16 @@ class RaftStore:
         codec_name: str,
         path: Path | None,
         read_only: bool,
-        lock_file: _LockFile | None = None,
+        lock_file: DirectoryLock | None = None,
+        layout: RecordFormat | None = None,
     ) -> None:
         """Wrap an opened *engine*; use `raftstore.open` rather than calling this."""
+        if layout is None:
+            layout = record_format(FORMAT_VERSION)
         self._engine = engine
+        self._format = layout
+        self._log_seed = layout.seed(LOGS)
+        self._stable_seed = layout.seed(STABLE)
         self._codec = codec
         # Bound once: attribute lookups are a measurable part of a get.
         self._engine_get = engine.get
@@ -216,9 +242,12 @@ class RaftStore:
         self._lock = threading.Lock()
         self._lock_acquire = self._lock.acquire
         self._lock_release = self._lock.release
-        self._state = _OPEN
+        # Open only once the bounds are read: a store whose construction
+        # failed is its caller's to clean up, never its finaliser's.
+        self._state = _CLOSED
         self._first = self._last = 0
         self._load_bounds()
+        self._state = _OPEN
         _open_stores.add(self)
 
     # -- attributes --------------------------------------------------------
@@ -268,6 +297,25 @@ class RaftStore:
         """The underlying engine, for tools and tests: bypasses every check and lock."""
         return self._engine
 
+    @property
+    def format_version(self) -> int:
+        """The on-disk format version of this store's records."""
+        return self._format.version
+
+    def __del__(self) -> None:
+        # A store dropped without close() would keep its lock and descriptors
+        # for the rest of the process: release them, and say so, as files do.
+        if getattr(self, "_state", None) is _OPEN:
+            try:
+                warnings.warn(
+                    f"unclosed store {self!r}; close it (or use it as a context manager)",
+                    ResourceWarning,
+                    stacklevel=2,
+                )
+                self.close()
+            except Exception:
+                pass  # nothing may escape __del__
+
     def __repr__(self) -> str:
         state = "" if self._state is _OPEN else f" {self._state}"
         where = f" {str(self._path)!r}" if self._path is not None else ""
@@ -303,15 +351,8 @@ class RaftStore:
             return
         last = self._engine.last_key(LOGS)
         assert last is not None
-        self._first = self._key_index(first)
-        self._last = self._key_index(last)
-
-    @staticmethod
-    def _key_index(key: bytes) -> int:
-        if len(key) != 8:
-            raise CorruptionError(f"log key {key!r} is not 8 bytes")
-        index: int = _unpack_index(key)[0]
-        return index
+        self._first = key_index(first)
+        self._last = key_index(last)
 
     def _bounds(self) -> tuple[int, int]:
         # Read-only handles may share the store with a writer in another
@@ -361,39 +402,38 @@ class RaftStore:
             self._lock_release()
         if raw is None:
             raise LogNotFoundError(f"log {index} not found")
-        if _crc32(raw) == _CRC_RESIDUE and len(raw) < 4096:
+        if _crc32(raw, self._log_seed(key)) == CRC_RESIDUE and len(raw) < 4096:
             payload: bytes | memoryview = raw[:-4]
         else:
-            payload = _unframe(raw, f"log {index}")
+            payload = self._format.unframe(LOGS, key, raw, f"log {index}")
+        return self._checked(index, payload)
+
+    def _decode(self, key: bytes, raw: bytes) -> Log:
+        """The entry in record *raw* stored under log key *key*, checked."""
+        index = key_index(key)
+        return self._checked(index, self._format.unframe(LOGS, key, raw, f"log {index}"))
+
+    def _checked(self, index: int, payload: bytes | memoryview) -> Log:
         try:
             log = self._codec_decode(payload)
         except CorruptionError as exc:
             raise CorruptionError(f"log {index}: {exc}") from exc
         if log.index != index:
-            raise CorruptionError(f"log {index}: record holds index {log.index}")
-        return log
-
-    def _decode(self, index: int, raw: bytes) -> Log:
-        payload = _unframe(raw, f"log {index}")
-        try:
-            log = self._codec.decode(payload)
-        except CorruptionError as exc:
-            raise CorruptionError(f"log {index}: {exc}") from exc
-        if log.index != index:
-            raise CorruptionError(f"log {index}: record holds index {log.index}")
+            raise CorruptionError(f"log {index}: record holds index {_short_int(log.index)}")
         return log
 
     def store_log(self, log: Log) -> None:
         """Store one entry; same as ``store_logs([log])``, with one engine put."""
         if not is_storable(log):
-            validate_log(log)
+            log = validate_log(log)
         with self._lock:
             if self._state is not _OPEN:
                 self._raise_unusable()
             if self._read_only:
                 self._raise_read_only("store_log")
             index = log.index
-            self._engine.put(LOGS, _pack_index(index), self._encode_record(log))
+            key = _pack_index(index)
+            self._engine.put(LOGS, key, self._encode_record(log, key))
             self._note_stored(index, index)
 
     def store_logs(self, logs: Iterable[Log]) -> None:
@@ -422,12 +462,13 @@ class RaftStore:
             if not batch:
                 return
             encode = self._codec.encode
+            seed = self._log_seed
             puts: list[tuple[str, bytes, bytes]] = []
             append = puts.append
             low = high = -1
             for position, log in enumerate(batch):
                 if not is_storable(log):
-                    validate_log(log, position)
+                    log = validate_log(log, position)
                 index = log.index
                 try:
                     payload = encode(log)
@@ -435,8 +476,9 @@ class RaftStore:
                     raise
                 except Exception as exc:
                     raise self._encode_error(log, position, exc) from exc
-                # _frame, inlined: a call per entry is measurable here.
-                append((LOGS, _pack_index(index), payload + _crc32(payload).to_bytes(4, "little")))
+                # RecordFormat.frame, inlined: a call per entry is measurable here.
+                key = _pack_index(index)
+                append((LOGS, key, payload + _crc32(payload, seed(key)).to_bytes(4, "little")))
                 if index > high:
                     high = index
                     if low < 0:
@@ -446,15 +488,15 @@ class RaftStore:
             self._engine.write(WriteBatch(puts=puts))
             self._note_stored(low, high)
 
-    def _encode_record(self, log: Log) -> bytes:
-        """The framed record of a validated *log*; `InvalidLogError` if the codec fails."""
+    def _encode_record(self, log: Log, key: bytes) -> bytes:
+        """The record of a validated *log* under *key*; `InvalidLogError` if the codec fails."""
         try:
             payload = self._codec.encode(log)
         except RaftStoreError:
             raise
         except Exception as exc:
             raise self._encode_error(log, None, exc) from exc
-        return _frame(payload)
+        return self._format.frame(LOGS, key, payload)
 
     def _encode_error(self, log: Log, position: int | None, exc: Exception) -> InvalidLogError:
         where = "" if position is None else f" (batch position {position})"
@@ -499,11 +541,11 @@ class RaftStore:
             if low == first:
                 key = self._engine.first_key(LOGS, _pack_index(high + 1))
                 assert key is not None
-                first = self._key_index(key)
+                first = key_index(key)
             if high == last:
                 key = self._engine.last_key(LOGS, _pack_index(low - 1))
                 assert key is not None
-                last = self._key_index(key)
+                last = key_index(key)
             self._engine.write(WriteBatch(deletes=[(LOGS, _pack_index(low), _pack_index(high))]))
             self._first, self._last = first, last
 
@@ -528,11 +570,11 @@ class RaftStore:
                     self._raise_unusable()
                 chunk = self._engine.scan(LOGS, start, end, limit)
             for key, raw in chunk:
-                yield self._decode(self._key_index(key), raw)
+                yield self._decode(key, raw)
             if len(chunk) < limit:
                 return
             limit = min(limit * 2, _SCAN_CHUNK)
-            next_index = self._key_index(chunk[-1][0]) + 1
+            next_index = key_index(chunk[-1][0]) + 1
             if next_index > high:
                 return
             start = _pack_index(next_index)
@@ -556,7 +598,7 @@ class RaftStore:
                 self._raise_unusable()
             if self._read_only:
                 self._raise_read_only(operation)
-            self._engine.put(STABLE, key, _frame(value))
+            self._engine.put(STABLE, key, self._format.frame(STABLE, key, value))
 
     def get(self, key: bytes) -> bytes | None:
         """The value under *key*, or None when absent (a stored ``b""`` is ``b""``)."""
@@ -567,7 +609,7 @@ class RaftStore:
             raw = self._engine.get(STABLE, key)
         if raw is None:
             return None
-        return bytes(_unframe(raw, f"stable key {key!r}"))
+        return bytes(self._format.unframe(STABLE, key, raw, f"stable key {_short_key(key)}"))
 
     def set_uint64(self, key: bytes, value: int) -> None:
         """Store *value* (0..2**64-1) under *key* as 8 big-endian bytes."""
@@ -585,7 +627,7 @@ class RaftStore:
             return 0
         if len(value) != 8:
             raise CorruptionError(
-                f"stable key {key!r} holds {len(value)} bytes, not an 8-byte uint64"
+                f"stable key {_short_key(key)} holds {len(value)} bytes, not an 8-byte uint64"
             )
         result: int = _unpack_index(value)[0]
         return result
@@ -599,7 +641,10 @@ class RaftStore:
                     self._raise_unusable()
                 chunk = self._engine.scan(STABLE, start, None, _SCAN_CHUNK)
             for key, raw in chunk:
-                yield key, bytes(_unframe(raw, f"stable key {key!r}"))
+                yield (
+                    key,
+                    bytes(self._format.unframe(STABLE, key, raw, f"stable key {_short_key(key)}")),
+                )
             if len(chunk) < _SCAN_CHUNK:
                 return
             start = chunk[-1][0] + b"\x00"
@@ -650,97 +695,6 @@ class RaftStore:
 # -- opening ------------------------------------------------------------------
 
 
-class _LockFile:
-    """The store's one-writer lock: ``flock`` on ``raftstore.lock``.
-
-    ``flock`` locks belong to the open file, so a second open in the same
-    process conflicts just like one from another process; the kernel
-    releases the lock when the holder dies, so a killed writer never leaves
-    a stale lock behind.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / LOCK_FILE
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise StorageError(f"cannot open lock file {self.path}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_holder(fd)
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StoreLockedError(
-                    f"store {directory} is locked by {holder or 'another handle'};"
-                    " close that handle (or stop that process), or open with"
-                    " read_only=True where the engine allows it"
-                ) from exc
-            raise StorageError(f"cannot lock {self.path}: {exc}") from exc
-        self._fd: int | None = fd
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()}\n".encode())
-        except OSError:
-            pass  # the holder note is informational only
-
-    def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)  # closing the descriptor releases the flock
-
-    def forget(self) -> None:
-        """Close this process's descriptor (after fork: the parent still holds the lock)."""
-        self.release()
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-    return f"process {text.split()[-1]}" if text.startswith("pid ") else ""
-
-
-def read_marker(directory: Path) -> dict[str, Any] | None:
-    """The contents of *directory*'s ``raftstore.json``, or None when there is none."""
-    marker = directory / MARKER_FILE
-    try:
-        text = marker.read_text("utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StorageError(f"cannot read {marker}: {exc}") from exc
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise CorruptionError(f"{marker} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("engine"), str):
-        raise CorruptionError(f"{marker} does not name an engine: {text!r:.80}")
-    return data
-
-
-def _write_marker(directory: Path, engine: str) -> None:
-    marker = directory / MARKER_FILE
-    tmp = directory / (MARKER_FILE + ".tmp")
-    data = json.dumps({"engine": engine, "format": FORMAT_VERSION}).encode() + b"\n"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, marker)
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        raise StorageError(f"cannot write {marker}: {exc}") from exc
-
-
 def resolve_engine_name(path: Path | None, engine: str | None, default: str) -> str:
     """The engine to open *path* with: the recorded one, else *engine*, else *default*.
 
@@ -749,8 +703,7 @@ def resolve_engine_name(path: Path | None, engine: str | None, default: str) -> 
     """
     if path is None:
         return engine or default
-    if path.exists() and not path.is_dir():
-        raise ConfigurationError(f"{path} is a file; a store is a directory")
+    check_store_directory(path)
     marker = read_marker(path) if path.is_dir() else None
     if marker is not None:
         recorded = str(marker["engine"])
@@ -760,9 +713,9 @@ def resolve_engine_name(path: Path | None, engine: str | None, default: str) -> 
                 f" open it with engine={recorded!r} (or migrate it)"
             )
         return recorded
-    # The lock file and a marker left half-written by a creation that was
-    # killed are ours: a directory holding only those is still "empty".
-    leftovers = {LOCK_FILE, MARKER_FILE + ".tmp"}
+    # An old version's lock file and a marker left half-written by a creation
+    # that was killed are ours: a directory holding only those is still "empty".
+    leftovers = {LEGACY_LOCK_FILE, MARKER_FILE + ".tmp"}
     if path.is_dir() and any(p.name not in leftovers for p in path.iterdir()):
         raise ConfigurationError(
             f"{path} is not empty and holds no raftstore store (no {MARKER_FILE});"
@@ -786,8 +739,11 @@ def open_store(
 ) -> RaftStore:
     """Open or create the store at *path* (see `raftstore.open` for the contract).
 
-    *make_codec* maps a codec name to a new codec instance.
+    *make_codec* maps a codec name to a new codec instance. A store whose
+    marker says it exists is never created again: missing or damaged engine
+    files raise `CorruptionError`, and a failed open deletes nothing.
     """
+    opening = _Opening(engine_name, engine_class, codec_name, default_codec, make_codec)
     if path is None:
         if engine_class.persistent:
             raise ConfigurationError(f"engine {engine_name!r} needs a path: {engine_name}:///path")
@@ -795,110 +751,256 @@ def open_store(
             raise ConfigurationError(
                 f"an in-memory {engine_name!r} store starts empty; read_only=True makes no sense"
             )
-        engine = engine_class(None, sync=sync, read_only=False, options=options)
-        return _finish_open(
-            engine, None, None, engine_name, codec_name, default_codec, make_codec, read_only
-        )
+        engine = engine_class(None, sync=sync, read_only=False, options=options, create=True)
+        try:
+            return opening.finish(engine, None, None, read_only=False, creating=True, legacy=False)
+        except BaseException:
+            engine.close()
+            raise
     if not engine_class.persistent:
         raise ConfigurationError(
             f"engine {engine_name!r} keeps nothing on disk and takes no path; use {engine_name}://"
         )
-    is_new = read_marker(path) is None if path.is_dir() else True
-    if is_new and (read_only or not create):
-        raise StoreNotFoundError(
-            f"no raftstore store at {path}"
-            + (" (read_only=True never creates one)" if read_only else " (create=False)")
-        )
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"cannot create store directory {path}: {exc}") from exc
-    lock: _LockFile | None = None
+    check_store_directory(path)
+    marker = read_marker(path) if path.is_dir() else None
+    if marker is None or marker.get("state") == CREATING:
+        if read_only or not create:
+            never = "" if marker is None else " (its creation never finished)"
+            raise StoreNotFoundError(
+                f"no raftstore store at {path}{never}"
+                + (" (read_only=True never creates one)" if read_only else " (create=False)")
+            )
+        make_directory(path)
+    lock: DirectoryLock | None = None
     if not (read_only and engine_class.supports_read_only):
-        lock = _LockFile(path)
+        lock = DirectoryLock(path)
     try:
-        if read_marker(path) is None:
+        # Read again under the lock: another process may have created it meanwhile.
+        marker = read_marker(path)
+        if marker is None or marker.get("state") == CREATING:
             if read_only or not create:
                 raise StoreNotFoundError(f"no raftstore store at {path}")
-            _write_marker(path, engine_name)
-        engine = engine_class(path / DATA_DIR, sync=sync, read_only=read_only, options=options)
-        try:
-            return _finish_open(
-                engine, path, lock, engine_name, codec_name, default_codec, make_codec, read_only
-            )
-        except BaseException:
-            engine.close()
-            raise
+            return _create(path, opening, lock, marker, sync=sync, options=options)
+        return _open_existing(path, opening, lock, marker, sync, read_only, options)
     except BaseException:
         if lock is not None:
             lock.release()
         raise
 
 
-def _finish_open(
-    engine: Engine,
-    path: Path | None,
-    lock: _LockFile | None,
-    engine_name: str,
-    codec_name: str | None,
-    default_codec: str,
-    make_codec: Any,
-    read_only: bool,
+def _create(
+    path: Path,
+    opening: _Opening,
+    lock: DirectoryLock | None,
+    marker: Mapping[str, Any] | None,
+    *,
+    sync: bool,
+    options: Mapping[str, Any],
 ) -> RaftStore:
-    raw = engine.get(META, META_KEY)
-    if raw is None:
-        if engine.first_key(LOGS) is not None or engine.first_key(STABLE) is not None:
-            raise CorruptionError(
-                f"store {path} holds data but no meta record; it was not written by raftstore"
-            )
-        if read_only:
-            raise StoreNotFoundError(f"store {path} was never initialised")
-        chosen = codec_name or default_codec
-        codec = make_codec(chosen)
-        record = {"format": FORMAT_VERSION, "engine": engine_name, "codec": chosen}
-        engine.write(WriteBatch(puts=[(META, META_KEY, _frame(json.dumps(record).encode()))]))
-        engine.sync()
-    else:
-        meta = _parse_meta(raw, path)
-        if meta["engine"] != engine_name:
-            raise CorruptionError(
-                f"store {path}: meta record names engine {meta['engine']!r}"
-                f" but it was opened as {engine_name!r}"
-            )
-        chosen = meta["codec"]
-        if codec_name is not None and codec_name != chosen:
-            raise CodecMismatchError(
-                f"store {path} was written with codec {chosen!r}, not {codec_name!r};"
-                f" open it with codec={chosen!r} or codec=None (or migrate it)"
-            )
-        codec = make_codec(chosen)
-    return RaftStore(
-        engine,
-        codec,
-        engine_name=engine_name,
-        codec_name=chosen,
-        path=path,
-        read_only=read_only,
-        lock_file=lock,
+    """Create the store at *path* (or finish a creation that was interrupted).
+
+    The marker says "creating" until the meta record is durable, so a
+    creation killed part-way is finished by the next open, while a finished
+    store whose files later vanish is an error, never a new empty store.
+    """
+    if marker is None:
+        write_marker(path, opening.engine_name, FORMAT_VERSION, CREATING)
+    elif marker["engine"] != opening.engine_name:
+        raise ConfigurationError(
+            f"store {path} was being created with engine {marker['engine']!r}, not"
+            f" {opening.engine_name!r}; open it with engine={marker['engine']!r}"
+        )
+    refuse_links(path, (DATA_DIR,))
+    data = path / DATA_DIR
+    make_directory(data)
+    engine = opening.engine_class(data, sync=sync, read_only=False, options=options, create=True)
+    try:
+        store = opening.finish(engine, path, lock, read_only=False, creating=True, legacy=False)
+    except BaseException:
+        engine.close()
+        raise
+    try:
+        # The engine's own file names must survive power loss before the
+        # marker says the store exists.
+        try:
+            fsync_directory(data)
+        except OSError as exc:
+            raise StorageError(f"cannot make store {path} durable: {exc}") from exc
+        write_marker(path, opening.engine_name, FORMAT_VERSION, READY)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _open_existing(
+    path: Path,
+    opening: _Opening,
+    lock: DirectoryLock | None,
+    marker: Mapping[str, Any],
+    sync: bool,
+    read_only: bool,
+    options: Mapping[str, Any],
+) -> RaftStore:
+    """Open the existing store at *path*; its engine must not create anything."""
+    if marker["format"] > FORMAT_VERSION:
+        raise UnsupportedFormatError(
+            f"store {path} has format version {marker['format']}; this raftstore reads up to"
+            f" {FORMAT_VERSION}: upgrade raftstore"
+        )
+    refuse_links(path, (MARKER_FILE, DATA_DIR))
+    data = path / DATA_DIR
+    if not data.is_dir():
+        raise CorruptionError(
+            f"store {path} has lost its engine files: {data} is missing. Restore the store's"
+            " files from a backup, or remove the store and rejoin the cluster as a new node;"
+            " raftstore never starts an existing store empty"
+        )
+    try:
+        links = [entry.path for entry in os.scandir(data) if entry.is_symlink()]
+    except OSError as exc:
+        raise StorageError(f"cannot list {data}: {exc}") from exc
+    if links:
+        refuse_links(data, tuple(os.path.basename(link) for link in links))
+    engine = opening.engine_class(
+        data, sync=sync, read_only=read_only, options=options, create=False
     )
+    try:
+        # Format 1 markers carry no creation state: a store holding nothing at
+        # all may be one whose creation by an earlier version was killed.
+        legacy = "state" not in marker
+        return opening.finish(
+            engine, path, lock, read_only=read_only, creating=False, legacy=legacy
+        )
+    except BaseException:
+        engine.close()
+        raise
+
+
+class _Opening:
+    """What `open_store` was asked to open: the engine and codec choices."""
+
+    __slots__ = ("codec_name", "default_codec", "engine_class", "engine_name", "make_codec")
+
+    def __init__(
+        self,
+        engine_name: str,
+        engine_class: type[Engine],
+        codec_name: str | None,
+        default_codec: str,
+        make_codec: Any,
+    ) -> None:
+        self.engine_name = engine_name
+        self.engine_class = engine_class
+        self.codec_name = codec_name
+        self.default_codec = default_codec
+        self.make_codec = make_codec
+
+    def finish(
+        self,
+        engine: Engine,
+        path: Path | None,
+        lock: DirectoryLock | None,
+        *,
+        read_only: bool,
+        creating: bool,
+        legacy: bool,
+    ) -> RaftStore:
+        """Read (or, when *creating*, write) the meta record and wrap *engine* in a store."""
+        raw = engine.get(META, META_KEY)
+        if raw is None:
+            holds_data = engine.first_key(LOGS) is not None or engine.first_key(STABLE) is not None
+            if holds_data:
+                raise CorruptionError(
+                    f"store {path} holds data but no meta record: the record that names its"
+                    " engine and codec is lost. Restore the store from a backup, or remove it"
+                    " and rejoin the cluster as a new node"
+                )
+            if not (creating or legacy):
+                raise CorruptionError(
+                    f"store {path} has lost its meta record and holds no data: its engine"
+                    " files were lost or replaced. Restore them from a backup, or remove the"
+                    " store and rejoin the cluster as a new node; raftstore never starts an"
+                    " existing store empty"
+                )
+            if read_only:
+                raise StoreNotFoundError(f"store {path} was never initialised")
+            chosen = self.codec_name or self.default_codec
+            codec = self.make_codec(chosen)
+            layout = record_format(FORMAT_VERSION)
+            record = {"format": FORMAT_VERSION, "engine": self.engine_name, "codec": chosen}
+            meta_record = layout.frame(META, META_KEY, json.dumps(record).encode())
+            engine.write(WriteBatch(puts=[(META, META_KEY, meta_record)]))
+            engine.sync()
+        else:
+            meta = _parse_meta(raw, path)
+            if meta["engine"] != self.engine_name:
+                raise CorruptionError(
+                    f"store {path}: meta record names engine {meta['engine']!r}"
+                    f" but it was opened as {self.engine_name!r}"
+                )
+            chosen = meta["codec"]
+            if self.codec_name is not None and self.codec_name != chosen:
+                raise CodecMismatchError(
+                    f"store {path} was written with codec {chosen!r}, not {self.codec_name!r};"
+                    f" open it with codec={chosen!r} or codec=None (or migrate it)"
+                )
+            codec = self.make_codec(chosen)
+            layout = record_format(meta["format"])
+            if _check_stable_at_open.get():
+                _check_stable_records(engine, layout, path)
+        return RaftStore(
+            engine,
+            codec,
+            engine_name=self.engine_name,
+            codec_name=chosen,
+            path=path,
+            read_only=read_only,
+            lock_file=lock,
+            layout=layout,
+        )
+
+
+def _check_stable_records(engine: Engine, layout: RecordFormat, path: Path | None) -> None:
+    """Check the stable store's records at open: a damaged term or vote must not read as absent.
+
+    With format 2 a damaged key fails its checksum here, where otherwise
+    ``get_uint64(b"CurrentTerm")`` would quietly find nothing and return 0.
+    """
+    for key, raw in engine.scan(STABLE, b"\x00", None, _STABLE_CHECKED_AT_OPEN):
+        layout.unframe(
+            STABLE,
+            key,
+            raw,
+            f"store {path}: stable key {_short_key(key)} (restore the store from a backup,"
+            " or remove it and rejoin the cluster as a new node)",
+        )
 
 
 def _parse_meta(raw: bytes, path: Path | None) -> dict[str, Any]:
-    payload = _unframe(raw, f"store {path}: meta record")
+    what = f"store {path}: meta record"
     try:
-        meta = json.loads(bytes(payload))
-    except ValueError as exc:
-        raise CorruptionError(f"store {path}: meta record is not JSON: {exc}") from exc
+        layout = record_format(FORMAT_VERSION)
+        payload = layout.unframe(META, META_KEY, raw, what)
+    except CorruptionError:
+        # Stores of format 1 framed the meta record without its key.
+        layout = record_format(1)
+        payload = layout.unframe(META, META_KEY, raw, what)
+    meta = parse_json_object(bytes(payload), what)
     if (
-        not isinstance(meta, dict)
-        or type(meta.get("format")) is not int
+        type(meta.get("format")) is not int
         or not isinstance(meta.get("engine"), str)
         or not isinstance(meta.get("codec"), str)
     ):
-        raise CorruptionError(f"store {path}: meta record has the wrong shape: {meta!r:.120}")
-    if meta["format"] > FORMAT_VERSION:
+        raise CorruptionError(f"{what} has the wrong shape: {str(meta)[:120]}")
+    version = meta["format"]
+    if version > FORMAT_VERSION:
         raise UnsupportedFormatError(
-            f"store {path} has format version {meta['format']}; this raftstore reads up to"
+            f"store {path} has format version {version}; this raftstore reads up to"
             f" {FORMAT_VERSION}: upgrade raftstore"
+        )
+    if version < MIN_FORMAT_VERSION or (version >= 2) != (layout.version >= 2):
+        raise CorruptionError(
+            f"{what} says format {version} but is framed as format {layout.version}"
         )
     return meta

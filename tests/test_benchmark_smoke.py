@@ -7,13 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
 
 import raftstore
 from raftstore import benchmark
+from raftstore._records import FORMAT_VERSION, record_format
 from raftstore.engines.base import LOGS
 from raftstore.registry import create_codec
 from raftstore.store import index_key
@@ -39,7 +39,7 @@ def test_raw_records_match_the_store_format() -> None:
         store.store_log(log)
         record = store.kv.get(LOGS, index_key(7))
     payload = create_codec("msgpack").encode(log)
-    assert record == payload + zlib.crc32(payload).to_bytes(4, "little")
+    assert record == record_format(FORMAT_VERSION).frame(LOGS, index_key(7), payload)
 
 
 def test_bench_command_runs_and_writes_json(

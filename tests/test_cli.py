@@ -17,6 +17,7 @@ import pytest
 
 import raftstore
 from raftstore import Log, LogType, admin, cli
+from raftstore._records import FORMAT_VERSION
 from raftstore._terminal import Progress, format_bytes, render_table
 from raftstore.engines.base import LOGS, META, STABLE, WriteBatch
 from raftstore.errors import CorruptionError, StoreLockedError, StoreNotFoundError
@@ -189,7 +190,7 @@ def test_inspect_json(engine: str, make_store: Callable[..., Path]) -> None:
     report = run_json("inspect", f"{engine}://{path}", "--tail", "3")
     assert report["engine"] == engine
     assert report["codec"] == "cbor"
-    assert report["format"] == 1
+    assert report["format"] == FORMAT_VERSION
     assert (report["first_index"], report["last_index"], report["entries"]) == (101, 300, 200)
     assert report["disk_usage"] > 0
     stable = {item["key"]: item for item in report["stable"]}
@@ -209,7 +210,7 @@ def test_inspect_text_shows_stable_state_and_tail(make_store: Callable[..., Path
     result = run("inspect", str(path), "--tail", "2")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "lmdb, codec msgpack, format 1" in out
+    assert "lmdb, codec msgpack, format 2" in out
     assert "101..300 (200 entries)" in out
     assert "3 (uint64)" in out
     assert "'entry 300'" in out
@@ -369,7 +370,8 @@ def test_verify_catches_damage_and_gaps(engine: str, make_store: Callable[..., P
     }
     assert "checksum" in problems["log 120"]
     assert "checksum" in problems["stable key LastVoteCand"]
-    assert "150" in problems["log 130"]
+    # Format 2 checksums cover the key: a record under another index fails its checksum.
+    assert "checksum" in problems["log 130"]
     assert "too short" in problems["log 150"]
     assert "8-byte" in problems["stable key CurrentTerm"]
     assert report["problem_count"] == 6

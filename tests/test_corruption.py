@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import raftstore
 from raftstore import CorruptionError, Log, LogType, RaftStore
+from raftstore._records import record_format
 from raftstore.engines.base import LOGS, META, STABLE, WriteBatch
 from raftstore.testing.faults import FaultPlan, register_faulty_engine
 
@@ -84,13 +85,9 @@ def put_raw(store: RaftStore, namespace: str, key: bytes, value: bytes) -> None:
     store.kv.write(WriteBatch(puts=[(namespace, key, value)]))
 
 
-def forge(store: RaftStore, payload: bytes) -> bytes:
-    """A record holding *payload* with a valid checksum, framed by the store itself."""
-    store.set(b"forge", payload)
-    framed = store.kv.get(STABLE, b"forge")
-    assert framed is not None
-    store.kv.write(WriteBatch(deletes=[(STABLE, b"forge", b"forge")]))
-    return bytes(framed)
+def forge(store: RaftStore, namespace: str, key: bytes, payload: bytes) -> bytes:
+    """A record holding *payload* under *key* with a valid checksum, in the store's format."""
+    return record_format(store.format_version).frame(namespace, key, payload)
 
 
 def names(index: int) -> str:
@@ -181,7 +178,8 @@ def test_a_record_moved_to_another_index_is_caught(open_store: OpenStore) -> Non
     put_raw(store, LOGS, key_of(6), raw_record(store, 5))
     with pytest.raises(CorruptionError, match=names(6)) as caught:
         store.get_log(6)
-    assert "5" in str(caught.value)
+    # Format 2 checksums cover the key: the moved record fails its checksum.
+    assert "checksum" in str(caught.value)
     assert store.get_log(5) == entry(5)
 
 
@@ -205,7 +203,7 @@ def test_an_undecodable_record_with_a_valid_checksum_raises_corruption(
 ) -> None:
     """Damage the checksum did not catch still reaches the caller as CorruptionError."""
     store = _filled(open_store)
-    put_raw(store, LOGS, key_of(3), forge(store, payload))
+    put_raw(store, LOGS, key_of(3), forge(store, LOGS, key_of(3), payload))
     with pytest.raises(CorruptionError):
         store.get_log(3)
     with pytest.raises(CorruptionError):
@@ -222,7 +220,7 @@ def test_an_undecodable_record_names_its_index(codec: str) -> None:
         for param in _UNDECODABLE:
             payload = param.values[0]
             assert isinstance(payload, bytes)
-            put_raw(store, LOGS, key_of(3), forge(store, payload))
+            put_raw(store, LOGS, key_of(3), forge(store, LOGS, key_of(3), payload))
             with pytest.raises(CorruptionError) as caught:
                 store.get_log(3)
             if not re.search(names(3), str(caught.value)):
@@ -298,7 +296,7 @@ def test_a_uint64_of_the_wrong_length_with_a_valid_checksum_is_corruption(
     open_store: OpenStore,
 ) -> None:
     store = _filled(open_store)
-    put_raw(store, STABLE, b"CurrentTerm", forge(store, b"\x00" * 7))
+    put_raw(store, STABLE, b"CurrentTerm", forge(store, STABLE, b"CurrentTerm", b"\x00" * 7))
     with pytest.raises(CorruptionError, match="CurrentTerm"):
         store.get_uint64(b"CurrentTerm")
     assert store.get(b"CurrentTerm") == b"\x00" * 7
@@ -325,9 +323,13 @@ def _damage_meta(
 
 
 def _meta_json(store: RaftStore, **changes: object) -> bytes:
-    record: dict[str, object] = {"format": 1, "engine": store.engine, "codec": store.codec}
+    record: dict[str, object] = {
+        "format": store.format_version,
+        "engine": store.engine,
+        "codec": store.codec,
+    }
     record.update(changes)
-    return forge(store, json.dumps(record).encode())
+    return forge(store, META, META_KEY, json.dumps(record).encode())
 
 
 _META_DAMAGE: list[object] = [
@@ -338,9 +340,17 @@ _META_DAMAGE: list[object] = [
     pytest.param(lambda s, raw: raw[:-2], CorruptionError, "meta record", id="truncated"),
     pytest.param(lambda s, raw: b"", CorruptionError, "meta record", id="empty"),
     pytest.param(lambda s, raw: None, CorruptionError, "no meta record", id="deleted"),
-    pytest.param(lambda s, raw: forge(s, b"{not json"), CorruptionError, "not JSON", id="not-json"),
     pytest.param(
-        lambda s, raw: forge(s, b"[1, 2]"), CorruptionError, "wrong shape", id="json-list"
+        lambda s, raw: forge(s, META, META_KEY, b"{not json"),
+        CorruptionError,
+        "not JSON",
+        id="not-json",
+    ),
+    pytest.param(
+        lambda s, raw: forge(s, META, META_KEY, b"[1, 2]"),
+        CorruptionError,
+        "wrong shape",
+        id="json-list",
     ),
     pytest.param(
         lambda s, raw: _meta_json(s, format="1"), CorruptionError, "wrong shape", id="format-str"

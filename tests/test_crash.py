@@ -32,6 +32,7 @@ from crash_harness import (
 )
 
 import raftstore
+from raftstore._records import FORMAT_VERSION
 
 BASE_SEED = 20261126
 TRIALS = int(os.environ.get("RAFTSTORE_CRASH_TRIALS", "10"))
@@ -111,7 +112,8 @@ def _leave(path: Path, engine: str, leftover: str) -> None:
     if leftover == "empty-directory":
         return
     (path / "raftstore.lock").write_text("pid 999999\n")
-    marker = json.dumps({"engine": engine, "format": 1}) + "\n"
+    # The marker says "creating" until the meta record is durable.
+    marker = json.dumps({"engine": engine, "format": FORMAT_VERSION, "state": "creating"}) + "\n"
     if leftover == "marker-tmp-empty":
         (path / "raftstore.json.tmp").write_bytes(b"")
     elif leftover == "marker-tmp-partial":

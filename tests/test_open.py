@@ -23,8 +23,8 @@ from raftstore import (
     StoreNotFoundError,
     UnsupportedFormatError,
 )
+from raftstore._records import FORMAT_VERSION, META_KEY, record_format
 from raftstore.engines.base import META, WriteBatch
-from raftstore.store import META_KEY, _frame
 
 
 def test_plain_path_creates_lmdb_msgpack(tmp_path: Path) -> None:
@@ -149,7 +149,8 @@ def test_read_only_handle_sees_writer_progress(tmp_path: Path) -> None:
 def test_future_format_refuses_to_open(tmp_path: Path) -> None:
     with raftstore.open(tmp_path / "db") as store:
         meta = {"format": 99, "engine": "lmdb", "codec": "msgpack"}
-        store.kv.write(WriteBatch(puts=[(META, META_KEY, _frame(json.dumps(meta).encode()))]))
+        record = record_format(FORMAT_VERSION).frame(META, META_KEY, json.dumps(meta).encode())
+        store.kv.write(WriteBatch(puts=[(META, META_KEY, record)]))
     with pytest.raises(UnsupportedFormatError, match="upgrade"):
         raftstore.open(tmp_path / "db")
 
