@@ -27,8 +27,9 @@ from raftstore.testing.damage import Damage
 #: The first trials of ``python bench/damage_fuzz.py`` (its default seed is 1000).
 SEED = 1000
 TRIALS = 12
-#: Seconds each child may take: a small store opens and reads in well under one.
-TIMEOUT = 10.0
+#: Seconds each child may take: a small store opens and reads in well under one, but
+#: the suite may share the machine with other work; a real hang never ends.
+TIMEOUT = 20.0
 
 ENGINES, SKIPPED = damage.campaign_engines()
 
@@ -135,7 +136,7 @@ def test_the_crash_of_a_child_names_its_signal_and_step() -> None:
 @pytest.mark.skipif(not ENGINES, reason=f"no disk engine is usable here: {SKIPPED}")
 def test_a_short_damage_campaign_has_no_outcome_that_is_not_allowed(tmp_path: Path) -> None:
     result = damage.run_campaign(
-        ENGINES, TRIALS, SEED, tmp_path, timeout=TIMEOUT, jobs=2, stop_after=6
+        ENGINES, TRIALS, SEED, tmp_path, timeout=TIMEOUT, jobs=2, stop_after=4
     )
     assert not result.skipped, result.skipped  # the undamaged stores must build and read back
     assert result.trials

@@ -108,8 +108,10 @@ FAMILIES = {
     0: "closed cleanly",
     1: "last writer killed (SIGKILL) right after its last acknowledged write",
     2: "compacted after the prefix delete, then more writes",
-    3: "larger entries (0.5-3 KiB)",
+    3: "larger entries (0.5-3 KiB), last writer killed (SIGKILL) after its last write",
 }
+#: Families whose last writer is killed: an LSM engine's write-ahead log then holds data.
+_KILLED_FAMILIES = (1, 3)
 
 _UINT64_KEYS = (b"CurrentTerm", b"LastVoteTerm")
 _BYTES_KEYS = (b"LastVoteCand",)
@@ -269,7 +271,7 @@ def _child_build(path: Path, engine: str, family: int) -> int:
                 store.set(op[1], op[2])
             elif op[0] == "compact":
                 store.compact()
-        if family == 1 and number == len(model.generations) - 1:
+        if family in _KILLED_FAMILIES and number == len(model.generations) - 1:
             os.kill(os.getpid(), signal.SIGKILL)  # as a killed node: no close, no flush
         store.close()
     return 0
@@ -617,7 +619,8 @@ def choose_damage(rng: random.Random, store: Path, *, bypass: bool = True) -> Da
             {"payload": payload.hex()},
         )
     files = _files(store)
-    target = rng.choices(files, [_file_weight(f) for f in files])[0]
+    weights = [_file_weight(f) * (1 if (store / f).stat().st_size else 0.25) for f in files]
+    target = rng.choices(files, weights)[0]
     size = (store / target).stat().st_size
     kind = _weighted(rng, {k: float(w) for k, w in _FILE_KINDS.items()})
     if size == 0 and kind in ("flip", "truncate", "zero-page"):
@@ -974,7 +977,7 @@ class _Pristine:
         home.mkdir(parents=True)
         store = home / "store"
         run = _run(_child("build", store, engine, "--family", str(family)), home, self.timeout * 4)
-        expected = -signal.SIGKILL if family == 1 else 0
+        expected = -signal.SIGKILL if family in _KILLED_FAMILIES else 0
         if run.returncode != expected:
             raise BuildError(
                 f"building the pristine {engine} store (family {family}) failed:"
