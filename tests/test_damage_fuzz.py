@@ -115,6 +115,16 @@ DONE = {"done": True}
         (
             _run(
                 [
+                    {"op": "get_log(9)", "kind": "silent loss", "detail": "d"},
+                    _error("store_logs(probe)", "InvalidLogError", ours=True),
+                    DONE,
+                ]
+            ),
+            "silent loss",
+        ),
+        (
+            _run(
+                [
                     {"op": "get_log(9)", "kind": "wrong data", "detail": "d"},
                     _error("get_log(10)", "CorruptionError", ours=True),
                     DONE,

@@ -114,6 +114,8 @@ FAMILIES = {
 _KILLED_FAMILIES = (1, 3)
 
 _UINT64_KEYS = (b"CurrentTerm", b"LastVoteTerm")
+#: Steps of the check that come after every read.
+_AFTER_READS = frozenset({"store_logs(probe)", "set_uint64(CurrentTerm)", "close"})
 _BYTES_KEYS = (b"LastVoteCand",)
 _ABSENT_KEY = b"NeverSet"
 _META_KEY = b"raftstore"
@@ -505,7 +507,7 @@ def _differences(expected: Any, got: Any) -> str:
     diffs = [f for f in fields if getattr(expected, f, None) != getattr(got, f, None)]
     return (
         f"log {expected.index}: {', '.join(diffs)} differ"
-        f" (term {got.term!r}, acknowledged {expected.term})"
+        f" (term {getattr(got, 'term', got)!r}, acknowledged {expected.term})"
     )
 
 
@@ -843,8 +845,9 @@ def classify(
     """Outcome of a check child: (outcome, cause, findings, loss beside a loud error).
 
     Precedence: hang, crash, native error, wrong data, raftstore error, silent
-    loss, correct data. A loud error makes missing data a raftstore error (the
-    caller was told), but never excuses a wrong value.
+    loss, correct data. A loud error from open or a read makes missing data a
+    raftstore error (the caller was told); an error from the write probe after
+    the reads does not, and nothing excuses a wrong value.
     """
     del engine, verify  # the crash allowance is decided by the caller
     records: list[dict[str, Any]] = []
@@ -884,16 +887,19 @@ def classify(
         return NATIVE_ERROR, cause, dict(findings), False
     errors = [r for r in records if r["kind"] == "error"]
     native = [r for r in errors if not r["error"]["raftstore"]]
+    # Only a loud read tells the caller: an error from the write probe or close,
+    # after the reads, does not excuse data the reads silently missed.
+    read_errors = [r for r in errors if r["op"] not in _AFTER_READS]
     wrong = [r for r in records if r["kind"] == WRONG]
     lost = [r for r in records if r["kind"] == LOSS]
     if native:
         return NATIVE_ERROR, _cause(native[0]), dict(findings), False
     if wrong:
         return WRONG, _cause(wrong[0]), dict(findings), False
+    if lost and not read_errors:
+        return LOSS, _cause(lost[0]), dict(findings), False
     if errors:
         return RAFTSTORE_ERROR, _cause(errors[0]), dict(findings), bool(lost)
-    if lost:
-        return LOSS, _cause(lost[0]), dict(findings), False
     return CORRECT, {}, dict(findings), False
 
 
