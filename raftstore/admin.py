@@ -15,16 +15,19 @@ was asked to read: a target that holds no store raises `StoreNotFoundError`.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import random
 import shutil
 import string
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import raftstore
+from raftstore._directory import fsync_directory, make_directory
 from raftstore.engines.base import LOGS, STABLE
 from raftstore.errors import (
     ConfigurationError,
@@ -41,7 +44,9 @@ from raftstore.store import (
     FORMAT_VERSION,
     MARKER_FILE,
     RaftStore,
+    creating_unfinished,
     index_key,
+    mark_ready,
     read_marker,
     reporting_damage,
 )
@@ -74,6 +79,7 @@ _CHUNK = 4096
 _MAX_LISTED_PROBLEMS = 100
 #: Logs copied per destination batch during a migration.
 _MIGRATE_BATCH = 1024
+_log = logging.getLogger("raftstore")
 _PRINTABLE = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
 
 
@@ -425,33 +431,41 @@ def migrate_store(
         raise ConfigurationError(
             f"destination names engine {dest_engine!r} but --engine {engine!r} was given"
         )
-    existed = destination_path.exists()
-    with open_existing(source, read_only=False) as src:
-        chosen_engine = dest_engine or engine or src.engine
-        chosen_codec = codec or src.codec
-        try:
-            return _copy_and_check(
-                src, destination, chosen_engine, chosen_codec, sample, progress, str(source)
+    parent = destination_path.parent
+    make_directory(parent)
+    # The copy is built beside the destination under a temporary name, marked
+    # unfinished until it is complete and checked, then renamed into place:
+    # a migrate killed at any point leaves nothing that opens as a store.
+    building = Path(tempfile.mkdtemp(prefix=f".{destination_path.name}.migrating-", dir=parent))
+    try:
+        os.chmod(building, 0o755)
+        fsync_directory(parent)
+        with open_existing(source, read_only=False) as src:
+            chosen_engine = dest_engine or engine or src.engine
+            chosen_codec = codec or src.codec
+            report = _copy_and_check(
+                src, building, chosen_engine, chosen_codec, sample, progress, str(source)
             )
-        except BaseException:
-            _remove_partial(destination_path, existed)
-            raise
-
-
-def _remove_partial(path: Path, existed: bool) -> None:
-    if not existed:
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    for child in path.iterdir():  # an empty directory we were given: keep it, empty
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
+        report.destination = str(destination)
+        try:
+            # Onto a missing path or an empty directory; never onto anything else.
+            os.rename(building, destination_path)
+        except OSError as exc:
+            raise DestinationExistsError(
+                f"cannot move the finished copy into {destination_path}: {exc};"
+                " nothing was written there"
+            ) from exc
+        fsync_directory(parent)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    _log.info("migrated %s to %s (%d entries)", source, destination, report.entries)
+    return report
 
 
 def _copy_and_check(
     src: RaftStore,
-    destination: str | os.PathLike[str],
+    destination: Path,
     engine: str,
     codec: str,
     sample: int,
@@ -464,7 +478,10 @@ def _copy_and_check(
     kept: list[Log] = []
     entries = 0
     stable: dict[bytes, bytes] = {}
-    with raftstore.open(destination, engine=engine, codec=codec, sync=False) as dst:
+    with (
+        creating_unfinished(),
+        raftstore.open(destination, engine=engine, codec=codec, sync=False) as dst,
+    ):
         for key, value in src.iter_stable():
             dst.set(key, value)
             stable[key] = value
@@ -488,6 +505,7 @@ def _copy_and_check(
         dst.sync()
         if progress is not None:
             progress(total, total)
+    mark_ready(Path(destination), engine)
     if last:
         kept.extend((src.get_log(first), src.get_log(last)))
     with open_existing(destination, read_only=True) as check:

@@ -96,6 +96,31 @@ _OPEN, _CLOSED, _FORKED = "open", "closed", "forked"
 _check_stable_at_open = contextvars.ContextVar("raftstore_check_stable_at_open", default=True)
 
 
+# False while `creating_unfinished` is active: a store created then stays
+# marked "creating" until its creator says it is complete.
+_mark_ready_on_create = contextvars.ContextVar("raftstore_mark_ready_on_create", default=True)
+
+
+@contextlib.contextmanager
+def creating_unfinished() -> Iterator[None]:
+    """Within this block, a store `raftstore.open` creates stays marked "creating".
+
+    For tools that fill a new store before it may be used (``raftstore
+    migrate``): until `mark_ready` is called, opening it raises, so a copy
+    killed half-way can never pass for a complete store.
+    """
+    token = _mark_ready_on_create.set(False)
+    try:
+        yield
+    finally:
+        _mark_ready_on_create.reset(token)
+
+
+def mark_ready(path: Path, engine_name: str) -> None:
+    """Mark the store at *path*, created under `creating_unfinished`, complete."""
+    write_marker(path, engine_name, FORMAT_VERSION, READY)
+
+
 @contextlib.contextmanager
 def reporting_damage() -> Iterator[None]:
     """Within this block, `raftstore.open` does not refuse a store for damaged stable records.
@@ -108,6 +133,7 @@ def reporting_damage() -> Iterator[None]:
         yield
     finally:
         _check_stable_at_open.reset(token)
+
 
 # Stores open in this process, so a forked child can mark its inherited
 # handles unusable (no engine binding is fork-safe).
@@ -826,7 +852,8 @@ def _create(
             fsync_directory(data)
         except OSError as exc:
             raise StorageError(f"cannot make store {path} durable: {exc}") from exc
-        write_marker(path, opening.engine_name, FORMAT_VERSION, READY)
+        if _mark_ready_on_create.get():
+            write_marker(path, opening.engine_name, FORMAT_VERSION, READY)
     except BaseException:
         store.close()
         raise
@@ -933,6 +960,17 @@ class _Opening:
             engine.write(WriteBatch(puts=[(META, META_KEY, meta_record)]))
             engine.sync()
         else:
+            if creating and (
+                engine.first_key(LOGS) is not None or engine.first_key(STABLE) is not None
+            ):
+                # Creation writes the meta record and then marks the store
+                # ready before anything else is written: data in a store whose
+                # creation never finished is a copy that was cut short.
+                raise CorruptionError(
+                    f"store {path} holds data but its creation never finished (a migrate or"
+                    " copy into it was interrupted?): it may be incomplete. Remove it and copy"
+                    " again"
+                )
             meta = _parse_meta(raw, path)
             if meta["engine"] != self.engine_name:
                 raise CorruptionError(

@@ -6,6 +6,7 @@ import io
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -495,7 +496,8 @@ def test_migrate_check_failure_removes_the_destination(
     real_store_logs = raftstore.RaftStore.store_logs
 
     def store_logs_dropping_one(self: raftstore.RaftStore, logs: Any) -> None:
-        if self.path == destination:
+        # The copy is built beside the destination under a temporary name.
+        if self.path is not None and self.path.name.startswith(".copy.migrating-"):
             logs = [log for log in logs if log.index != 222]
         real_store_logs(self, logs)
 
@@ -503,6 +505,48 @@ def test_migrate_check_failure_removes_the_destination(
     with pytest.raises(admin.MigrationError, match="199 entries != 200"):
         admin.migrate_store(source, destination)
     assert not destination.exists()
+    assert sorted(p.name for p in source.parent.iterdir()) == [source.name]
+
+
+_KILLED_MIGRATE = """
+import os, signal, sys
+import raftstore
+from raftstore import admin
+real = raftstore.RaftStore.store_logs
+calls = []
+def store_logs(self, logs):
+    real(self, logs)
+    if self.path is not None and ".migrating-" in self.path.name:
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+raftstore.RaftStore.store_logs = store_logs
+admin.migrate_store(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_killed_migrate_leaves_nothing_that_opens_as_a_store(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    with raftstore.open(source) as store:
+        for start in range(1, 10_001, 1000):
+            store.store_logs([Log(i, 1, data=b"x" * 16) for i in range(start, start + 1000)])
+        store.set_uint64(b"CurrentTerm", 9)
+    destination = tmp_path / "copy"
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MIGRATE, str(source), str(destination)],
+        timeout=120,
+        capture_output=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not destination.exists()
+    (leftover,) = [p for p in tmp_path.iterdir() if ".migrating-" in p.name]
+    # Three batches of 1024 were copied, then the kill: never a usable store.
+    with pytest.raises(raftstore.StoreNotFoundError, match="never finished"):
+        raftstore.open(leftover, read_only=True)
+    with pytest.raises(raftstore.CorruptionError, match="interrupted"):
+        raftstore.open(leftover)
+    verify = run("verify", str(leftover))
+    assert verify.returncode != cli.EXIT_OK
 
 
 # -- compact -----------------------------------------------------------------------
