@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,24 @@ def test_classification(run: damage._Run, outcome: str) -> None:
 def test_the_crash_of_a_child_names_its_signal_and_step() -> None:
     outcome, cause, _, _ = damage.classify("lmdb", _run([{"at": "get_log(4)"}], returncode=-7), {})
     assert (outcome, cause["signal"], cause["op"]) == ("crash", "SIGBUS", "get_log(4)")
+
+
+def test_a_child_that_never_ends_is_killed_and_counts_as_a_hang(tmp_path: Path) -> None:
+    sleeper = [
+        sys.executable,
+        "-c",
+        'print(\'{"at": "open"}\', flush=True); import time; time.sleep(600)',
+    ]
+    run = damage._run(sleeper, tmp_path, timeout=1.0)
+    assert run.timed_out
+    outcome, cause, _, _ = damage.classify("rocksdb", run, {})
+    assert (outcome, cause["op"]) == ("hang", "open")
+
+
+def test_a_child_that_aborts_counts_as_a_crash(tmp_path: Path) -> None:
+    run = damage._run([sys.executable, "-c", "import os; os.abort()"], tmp_path, timeout=30.0)
+    outcome, cause, _, _ = damage.classify("lmdb", run, {})
+    assert (outcome, cause["signal"]) == ("crash", "SIGABRT")
 
 
 @pytest.mark.skipif(not ENGINES, reason=f"no disk engine is usable here: {SKIPPED}")

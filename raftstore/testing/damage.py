@@ -114,6 +114,8 @@ FAMILIES = {
 _KILLED_FAMILIES = (1, 3)
 
 _UINT64_KEYS = (b"CurrentTerm", b"LastVoteTerm")
+#: How a CLI run may not end: it must report damage, not die or hang.
+_BROKEN_CLI = ("hang", "crash", "traceback")
 #: Steps of the check that come after every read.
 _AFTER_READS = frozenset({"store_logs(probe)", "set_uint64(CurrentTerm)", "close"})
 _BYTES_KEYS = (b"LastVoteCand",)
@@ -823,6 +825,8 @@ class TrialResult:
     #: Loud errors seen together with missing data (allowed, but worth a look).
     loss_beside_error: bool
     verify: dict[str, Any]
+    #: How ``raftstore inspect --json`` ended, on another copy of the damaged files.
+    inspect: dict[str, Any]
     #: Files a failed read-write open or the read-only verify changed.
     changed_by_failed_open: list[str]
     changed_by_verify: list[str]
@@ -916,8 +920,9 @@ def _cause(record: dict[str, Any]) -> dict[str, Any]:
     return {"op": record["op"], "type": record["kind"], "message": record["detail"]}
 
 
-def _verify(store: Path, cwd: Path, timeout: float) -> dict[str, Any]:
-    run = _run([sys.executable, "-m", "raftstore", "verify", str(store), "--json"], cwd, timeout)
+def _cli(command: str, store: Path, cwd: Path, timeout: float) -> dict[str, Any]:
+    """Run ``python -m raftstore COMMAND STORE --json`` and say how it ended."""
+    run = _run([sys.executable, "-m", "raftstore", command, str(store), "--json"], cwd, timeout)
     result: dict[str, Any] = {"exit": run.returncode, "seconds": round(run.seconds, 2)}
     if run.timed_out:
         result["status"] = "hang"
@@ -934,8 +939,9 @@ def _verify(store: Path, cwd: Path, timeout: float) -> dict[str, Any]:
         result["status"] = f"exit {run.returncode}"
     try:
         report = json.loads(run.stdout)
-        result["problems"] = report.get("problem_count")
-        result["first"] = (report.get("problems") or [{}])[0]
+        if command == "verify":
+            result["problems"] = report.get("problem_count")
+            result["first"] = (report.get("problems") or [{}])[0]
     except (ValueError, AttributeError):
         pass
     if run.stderr.strip():
@@ -1063,8 +1069,9 @@ def run_trial(
     shutil.copytree(source, store, symlinks=True)
     rng = random.Random(f"raftstore-damage:{engine}:{seed}")
     chosen = _damage(engine, family, store, source, home, rng, damage, timeout)
-    verify_copy = home / "verify"
+    verify_copy, inspect_copy = home / "verify", home / "inspect"
     shutil.copytree(store, verify_copy, symlinks=True)
+    shutil.copytree(store, inspect_copy, symlinks=True)
     kept_copy = home / "damaged"
     if keep:
         shutil.copytree(store, kept_copy, symlinks=True)
@@ -1072,8 +1079,9 @@ def run_trial(
     check = _run(_child("check", store, engine, "--family", str(family)), home, timeout)
     after = _snapshot(store)
     verify_before = _snapshot(verify_copy)
-    verify = _verify(verify_copy, home, timeout)
+    verify = _cli("verify", verify_copy, home, timeout)
     changed_by_verify = _changes(verify_before, _snapshot(verify_copy))
+    inspect = _cli("inspect", inspect_copy, home, timeout)
     outcome, cause, findings, loss_beside_error = classify(engine, check, verify)
     changed_by_failed_open = []
     if outcome == RAFTSTORE_ERROR and cause.get("op") == "open":
@@ -1090,8 +1098,9 @@ def run_trial(
             what = cause.get("signal") or cause.get("type") or ""
             what = f" ({what})" if what and what != outcome else ""
             problems.append(f"{outcome}{what} at {cause.get('op')}")
-    if verify["status"] in ("hang", "crash", "traceback"):
-        problems.append(f"verify {verify['status']} {verify.get('signal', '')}".strip())
+    for command, report in (("verify", verify), ("inspect", inspect)):
+        if report["status"] in _BROKEN_CLI:
+            problems.append(f"{command} {report['status']} {report.get('signal', '')}".strip())
     result = TrialResult(
         engine=engine,
         seed=seed,
@@ -1104,6 +1113,7 @@ def run_trial(
         findings=findings,
         loss_beside_error=loss_beside_error,
         verify=verify,
+        inspect=inspect,
         changed_by_failed_open=changed_by_failed_open,
         changed_by_verify=changed_by_verify,
         seconds=round(time.monotonic() - started, 2),
@@ -1228,13 +1238,13 @@ def _target_class(target: str) -> str:
 def signature(trial: TrialResult) -> str:
     """What a finding is, for grouping: engine, outcome, error or signal, step, damage, target."""
     cause = trial.cause
-    if trial.outcome in NOT_ALLOWED and not trial.problems[0].startswith("verify"):
+    if trial.outcome in NOT_ALLOWED and not trial.problems[0].startswith(("verify", "inspect")):
         what = cause.get("signal") or cause.get("type") or ""
         if what == trial.outcome:
             what = ""
         parts = [trial.outcome, str(what), "at " + _op_class(str(cause.get("op", "")))]
     else:
-        parts = [f"verify {trial.verify['status']}", str(trial.verify.get("signal", ""))]
+        parts = [trial.problems[0]]
     damage = f"{trial.damage['kind']} {_target_class(trial.damage['target'])}"
     return " | ".join([trial.engine, *[p for p in parts if p], damage])
 
@@ -1247,7 +1257,9 @@ def _row(engine: str, trials: list[TrialResult]) -> list[str]:
     counts = Counter(t.outcome for t in trials)
     bad = [t for t in trials if t.outcome != CORRECT]
     flagged = sum(1 for t in bad if t.verify["status"] == "failed")
-    verify_broken = sum(1 for t in trials if t.verify["status"] in ("hang", "crash", "traceback"))
+    verify_broken = sum(
+        1 for t in trials if t.verify["status"] in _BROKEN_CLI or t.inspect["status"] in _BROKEN_CLI
+    )
     return [
         engine,
         str(len(trials)),
@@ -1284,7 +1296,7 @@ def render_markdown(result: CampaignResult) -> str:
         "trials",
         *OUTCOMES,
         "verify FAILED when not correct",
-        "verify crash/hang/traceback",
+        "verify/inspect crash/hang/traceback",
         "not allowed",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -1346,6 +1358,13 @@ def render_markdown(result: CampaignResult) -> str:
     return "\n".join(out)
 
 
+def _cli_text(report: dict[str, Any]) -> str:
+    text = str(report["status"]) + (f" {report['signal']}" if report.get("signal") else "")
+    if report.get("stderr") and report["status"] != "ok":
+        text += "; stderr: " + " ".join(str(report["stderr"]).split())[:300]
+    return text
+
+
 def _describe(trial: TrialResult) -> str:
     cause = trial.cause
     what = cause.get("signal") or f"{cause.get('module', '')}.{cause.get('type')}".lstrip(".")
@@ -1365,6 +1384,7 @@ def _describe(trial: TrialResult) -> str:
         f"  - {trial.outcome}: {what + ' ' if what else ''}at {cause.get('op')}: {message}\n"
         f"  - all findings: {findings or 'none'}\n"
         f"  - verify: {verify_text[:500]} (exit {verify.get('exit')})\n"
+        f"  - inspect: {_cli_text(trial.inspect)}\n"
         f"  - not allowed: {'; '.join(trial.problems)}\n"
         f"  - `{repro_command(trial.engine, trial.seed)}`"
     )
