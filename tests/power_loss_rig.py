@@ -767,7 +767,9 @@ def run_power_loss(
 
     Returns one `Cut` per cut point (a rig failure is a cut with outcome
     ``rig_error`` and the reason in ``detail``). With *keep*, copies that
-    were not ``ok``/``later`` are moved there for inspection.
+    were not ``ok``/``later`` are moved there for inspection (not those of
+    the control workload, which are expected to lose writes); note that the
+    check opened them read-write, so the engine's recovery has run on them.
     """
     options = ENGINE_OPTIONS.get(engine, {})
     rng = random.Random(f"delay-{engine}-{fs}-{workload}-{seed}")
@@ -810,7 +812,8 @@ def run_power_loss(
                     _check_copy(cut, copy, check_point, options, python)
                     if cut.copy_attempts == 0 and cut.outcome not in ("ok", "later"):
                         cut.detail += " (the device kept writing while it was copied)"
-                    if keep is not None and cut.outcome not in ("ok", "later"):
+                    kept = cut.outcome not in ("ok", "later") and workload in WORKLOADS
+                    if keep is not None and kept:
                         keep.mkdir(parents=True, exist_ok=True)
                         name = f"{engine}-{fs}-{workload}-{seed}-ack{cut.ordinal}.img"
                         shutil.move(str(copy), str(keep / name))
