@@ -99,6 +99,14 @@ class RecordFormat:
         crc = _crc32(payload, self._seeds[namespace](key))
         return payload + crc.to_bytes(4, "little")
 
+    def frame_parts(self, namespace: str, key: bytes, parts: list[bytes]) -> bytes:
+        """The record of the payload ``b"".join(parts)``, built with one copy of it."""
+        crc = self._seeds[namespace](key)
+        for part in parts:
+            crc = _crc32(part, crc)
+        parts.append(crc.to_bytes(4, "little"))
+        return b"".join(parts)
+
     def unframe(self, namespace: str, key: bytes, raw: bytes, what: str) -> bytes | memoryview:
         """The payload of a record after checking its checksum; raises `CorruptionError`."""
         if len(raw) < 4:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pickle
 from typing import ClassVar
 
-from raftstore.codecs.base import log_from_fields
+from raftstore.codecs.base import bounded_error, log_from_fields
 from raftstore.errors import CorruptionError
 from raftstore.log import Log
 
@@ -72,6 +72,14 @@ def _check_opcodes(data: bytes | memoryview) -> None:
     raise CorruptionError("pickle record does not end where its STOP opcode is")
 
 
+class _Parts(list[bytes]):
+    """A write-only file that keeps each write as it was given."""
+
+    def write(self, data: bytes) -> int:
+        self.append(data)
+        return len(data)
+
+
 class PickleCodec:
     """``(index, term, type, data, extensions, appended_at)`` pickled with protocol 5."""
 
@@ -84,11 +92,23 @@ class PickleCodec:
             protocol=5,
         )
 
+    def encode_parts(self, log: Log) -> list[bytes]:
+        """``encode(log)`` as pieces whose concatenation it is, ``log.data`` itself among them.
+
+        The pickler hands a large bytes object to its file as it is, so
+        collecting its writes gives the pickle without copying the data.
+        """
+        parts = _Parts()
+        pickle.Pickler(parts, protocol=5).dump(
+            (log.index, log.term, int(log.type), log.data, log.extensions, log.appended_at)
+        )
+        return parts
+
     def decode(self, data: bytes | memoryview) -> Log:
         """Decode one record; raises `CorruptionError` for anything else."""
         _check_opcodes(data)
         try:
             fields = pickle.loads(data)
         except Exception as exc:  # unpickling can raise nearly anything
-            raise CorruptionError(f"pickle record cannot be decoded: {exc!r:.120}") from exc
+            raise CorruptionError(f"pickle record cannot be decoded: {bounded_error(exc)}") from exc
         return log_from_fields(fields, "pickle")

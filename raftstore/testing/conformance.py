@@ -58,6 +58,28 @@ def _unchecked_log(*fields: Any, **named: Any) -> Log:
     return Log(*fields, **named)
 
 
+class _Term(int):
+    """A caller's own int type."""
+
+
+class _Lying(int):
+    """An int whose comparisons and conversions lie: only its value may reach the disk."""
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __gt__(self, other: object) -> bool:
+        return False
+
+    def __int__(self) -> int:
+        return 1
+
+    def __index__(self) -> int:
+        return 1
+
+    __hash__ = int.__hash__
+
+
 def _stamp(version: int) -> bytes:
     """A 256-byte stable value made of *version* repeated: a torn write mixes versions."""
     return version.to_bytes(8, "big") * 32
@@ -898,6 +920,33 @@ class RaftStoreConformance:
         assert isinstance(got.type, LogType)
         assert (type(got.data), type(got.extensions)) == (bytes, bytes)
         harness.verify(StoreModel(logs={log.index: log}))
+
+    def test_int_subclasses_are_stored_by_value(self, harness: StoreHarness) -> None:
+        """Whatever store_logs accepts, get_log returns equal, with plain ints (DESIGN §9).
+
+        An ``IntEnum`` index, a user's ``Term(int)`` and an int whose
+        comparisons and ``int()`` lie are all stored by their value.
+        """
+        store = harness.store
+        logs = [
+            Log(_Term(1), _Term(2), LogType.NOOP, appended_at=_Term(5)),
+            Log(LogType.ADD_PEER_DEPRECATED, _Lying(7), data=b"x"),  # index 2, term 7
+            _unchecked_log(_Lying(3), 7, 1),  # type given as a plain int
+        ]
+        store.store_logs(logs[:2])
+        store.store_log(logs[2])
+        expected = {
+            1: Log(1, 2, LogType.NOOP, appended_at=5),
+            2: Log(2, 7, data=b"x"),
+            3: Log(3, 7, LogType.NOOP),
+        }
+        for index, log in expected.items():
+            got = store.get_log(index)
+            assert got == log
+            assert (type(got.index), type(got.term), type(got.appended_at)) == (int, int, int)
+            assert type(got.type) is LogType
+        assert (store.first_index(), store.last_index()) == (1, 3)
+        harness.verify(StoreModel(logs=expected))
 
     # -- sync -------------------------------------------------------------------------------
 
