@@ -62,8 +62,6 @@ def _plain_int(value: object) -> int | None:
     return None
 
 
-
-
 def is_storable(log: object) -> bool:
     """True when *log* passes `validate_log`, checked fast for the common case.
 
