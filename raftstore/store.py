@@ -160,8 +160,8 @@ def engine_capabilities(engine_class: type[Engine]) -> Capabilities:
     persistent = engine_class.persistent
     return Capabilities(
         persistent=persistent,
-        # Key-value engines allow gaps and overwrites.
-        monotonic=False,
+        # Key-value engines allow gaps and overwrites; segment logs do not.
+        monotonic=engine_class.monotonic,
         # Every on-disk store can be opened read-only: the store refuses writes.
         read_only=persistent,
         concurrent_readers=persistent and engine_class.supports_read_only,
@@ -314,8 +314,11 @@ class RaftStore:
 
     @property
     def is_monotonic(self) -> bool:
-        """False: key-value engines allow gaps and overwrites (hashicorp ``MonotonicLogStore``)."""
-        return False
+        """True when logs only grow at the tail and shrink at the ends (``MonotonicLogStore``).
+
+        False for key-value engines, which allow gaps and overwrites.
+        """
+        return self._engine.monotonic
 
     @property
     def capabilities(self) -> Capabilities:
@@ -462,6 +465,8 @@ class RaftStore:
             if self._read_only:
                 self._raise_read_only("store_log")
             index = log.index
+            if self._engine.monotonic:
+                self._check_continues(index, 1)
             key = _pack_index(index)
             self._engine.put(LOGS, key, self._encode_record(log, key))
             self._note_stored(index, index)
@@ -519,6 +524,8 @@ class RaftStore:
                         low = index
                 elif index < low:
                     low = index
+            if self._engine.monotonic:
+                self._check_continues(batch[0].index, len(puts), puts)
             self._engine.write(WriteBatch(puts=puts))
             self._note_stored(low, high)
 
@@ -538,6 +545,34 @@ class RaftStore:
         except Exception as exc:
             raise self._encode_error(log, position, exc) from exc
         return self._format.frame(LOGS, key, payload)
+
+    def _check_continues(
+        self, start: int, count: int, puts: list[tuple[str, bytes, bytes]] | None = None
+    ) -> None:
+        """Raise `InvalidLogError` unless *count* entries from *start* continue a monotonic log.
+
+        The first batch of an empty log may start anywhere; after that every
+        entry must be the last index plus one. *puts*, when given, are the
+        batch's records in order, checked to be consecutive.
+        """
+        last = self._bounds()[1]
+        expected = last + 1 if last else start
+        if start != expected:
+            raise InvalidLogError(
+                f"monotonic store: the next entry must be index {expected},"
+                f" got {_short_int(start)}; nothing was stored (delete the tail first to"
+                " rewrite it)"
+            )
+        if puts is not None:
+            pack = _pack_index
+            for offset, (_, key, _) in enumerate(puts):
+                if key != pack(start + offset):
+                    raise InvalidLogError(
+                        f"monotonic store: batch position {offset} must be index"
+                        f" {start + offset}, got {key_index(key)}; nothing was stored"
+                    )
+        if start + count - 1 > MAX_UINT64:  # pragma: no cover - validated indexes
+            raise InvalidLogError("monotonic store: the batch runs past index 2**64-1")
 
     def _encode_error(self, log: Log, position: int | None, exc: Exception) -> InvalidLogError:
         where = "" if position is None else f" (batch position {position})"
@@ -575,6 +610,12 @@ class RaftStore:
                 self._engine.write(WriteBatch(clears=[LOGS]))
                 self._first, self._last = 0, 0
                 return
+            if self._engine.monotonic and low > first and high < last:
+                raise InvalidArgumentError(
+                    f"monotonic store: delete_range({low}, {high}) would cut the log"
+                    f" {first}..{last} in the middle; truncate only the head (from {first})"
+                    f" or the tail (to {last})"
+                )
             # The new bounds are found before deleting (the keys beside the
             # range are the same before and after), so a failed seek leaves
             # the store untouched. Seeking from the range's edge, never from

@@ -112,6 +112,12 @@ class Engine(abc.ABC):
     #: works: the store takes its exclusive lock, refuses every write, and the
     #: engine may open its files as it normally does (it must not create any).
     supports_read_only: ClassVar[bool] = False
+    #: Logs only grow at the tail and shrink at either end (hashicorp
+    #: ``MonotonicLogStore``): the store then refuses gaps, overwrites and
+    #: deletes in the middle before the engine sees them, so the engine may
+    #: rely on every log put continuing the log, and every log delete
+    #: starting at its first or ending at its last index.
+    monotonic: ClassVar[bool] = False
     #: Options accepted by ``raftstore.open(..., **options)`` / the URL query.
     options: ClassVar[Mapping[str, EngineOption]] = {}
 
