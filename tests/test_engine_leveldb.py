@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,36 @@ class TestLevelDBEngine(PrefixedEngineTests):
         open_engine()
         with pytest.raises(StoreLockedError):
             open_engine(read_only=True)
+
+    # -- sync: every log, not only the current one (issue 15 item 7) -----------------------
+
+    def test_sync_fsyncs_every_log_and_the_directory(
+        self, open_engine: OpenEngine, data_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        engine = open_engine(write_buffer_size=64 * 1024)
+        first_log = min(data_path.glob("*.log"))
+        # ~200 KiB through a 64 KiB memtable: LevelDB switches logs, closing each unsynced.
+        for start in range(1, 2001, 100):
+            engine.write(
+                WriteBatch(
+                    puts=[(LOGS, index(n), b"%0100d" % n) for n in range(start, start + 100)]
+                )
+            )
+        assert min(data_path.glob("*.log")) != first_log or len(list(data_path.glob("*.log"))) > 1
+        fsynced: list[str] = []
+        real_fsync = os.fsync
+
+        def recording_fsync(fd: int) -> None:
+            fsynced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", recording_fsync)
+        logs = {str(path) for path in data_path.glob("*.log")}
+        engine.sync()
+        still_there = {log for log in logs if Path(log).exists()}
+        assert still_there <= set(fsynced), (still_there, fsynced)
+        assert str(data_path) in fsynced
+        assert log_keys(engine) == list(range(1, 2001))
 
     # -- options -------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import tempfile
+import weakref
 from pathlib import Path
 
 import pytest
@@ -66,31 +68,44 @@ class TestRocksDBEngine(PrefixedEngineTests):
         writer.close()
         assert log_keys(reader) == [6, 7, 8, 9, 10, 11, 12]
 
-    def test_read_only_cleans_up_after_itself(
+    def test_read_only_leaves_no_file_anywhere(
         self, open_engine: OpenEngine, data_path: Path
     ) -> None:
+        # Issue 11 case 6: secondary instances left reader directories in the temp directory.
         put_logs(open_engine(), [1])
-        before = sorted(path.name for path in data_path.iterdir())
+        temp = Path(tempfile.gettempdir())
+        temp_before = {p.name for p in temp.iterdir() if "raftstore-rocksdb" in p.name}
+        before = {p.name: p.read_bytes() for p in data_path.iterdir()}
         reader = open_engine(read_only=True)
-        reader_dir = Path(reader._secondary_dir or "")
-        assert reader_dir.is_dir()
+        assert log_keys(reader) == [1]
         reader.close()
-        assert not reader_dir.exists()
-        assert sorted(path.name for path in data_path.iterdir()) == before
+        assert {p.name for p in temp.iterdir() if "raftstore-rocksdb" in p.name} <= temp_before
+        assert {p.name: p.read_bytes() for p in data_path.iterdir()} == before
 
-    def test_read_only_never_closed_cleans_up_when_collected(self, data_path: Path) -> None:
+    def test_read_only_never_closed_is_released_when_collected(self, data_path: Path) -> None:
         options = coerce_options("rocksdb", RocksDBEngine.options, {})
         writer = RocksDBEngine(data_path, sync=False, read_only=False, options=options)
         try:
             put_logs(writer, [1])
             reader = RocksDBEngine(data_path, sync=False, read_only=True, options=options)
-            reader_dir = Path(reader._secondary_dir or "")
             assert reader.get(LOGS, index(1)) == b"v1"
+            probe = weakref.ref(reader)
             del reader
             gc.collect()
-            assert not reader_dir.exists()
+            assert probe() is None
         finally:
             writer.close()
+
+    def test_read_only_reopens_only_when_the_writer_wrote(self, open_engine: OpenEngine) -> None:
+        writer = open_engine()
+        put_logs(writer, [1])
+        reader = open_engine(read_only=True)
+        native = reader._db
+        assert log_keys(reader) == [1]
+        assert reader._db is native  # nothing new: the same handle
+        put_logs(writer, [2])
+        assert log_keys(reader) == [1, 2]
+        assert reader._db is not native
 
     # -- options -------------------------------------------------------------------------
 

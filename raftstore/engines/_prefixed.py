@@ -15,6 +15,9 @@ compression options.
 from __future__ import annotations
 
 import abc
+import ctypes
+import os
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -48,11 +51,14 @@ __all__ = [
     "KIB",
     "MIB",
     "NAMESPACE_PREFIXES",
+    "RECOVERY_ADVICE",
     "TIB",
     "PrefixedEngine",
     "byte_size_option",
     "compression_option",
     "delete_ranges",
+    "fsync_directory",
+    "fsync_file",
     "key_bounds",
     "namespace_bounds",
     "namespace_prefix",
@@ -64,6 +70,12 @@ NAMESPACE_PREFIXES: Mapping[str, bytes] = MappingProxyType({LOGS: b"l", META: b"
 
 if set(NAMESPACE_PREFIXES) != set(NAMESPACES):  # pragma: no cover - guards future namespaces
     raise AssertionError("every namespace needs a key prefix")
+
+#: What to do about a store whose engine files are missing or damaged.
+RECOVERY_ADVICE = (
+    "restore the store's files from a backup, or remove the store and rejoin the cluster "
+    "as a new node"
+)
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -141,6 +153,60 @@ def delete_ranges(batch: WriteBatch) -> Iterator[tuple[bytes, bytes]]:
             yield prefix + low, successor(prefix + high)
 
 
+def fsync_file(path: Path) -> bool:
+    """Fsync the file at *path*; return False when it no longer exists."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return False
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def fsync_directory(path: Path) -> None:
+    """Fsync the directory *path*, so the names created or removed in it survive power loss."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- fork: a child never touches its parent's engine files -------------------------------
+
+#: Every engine with an open native handle in this process.
+_open_engines: weakref.WeakSet[PrefixedEngine[Any]] = weakref.WeakSet()
+#: Native handles inherited across fork: never closed, never destroyed.
+_abandoned: list[Any] = []
+
+
+def _abandon_inherited_handles() -> None:
+    """In a forked child: take every inherited native handle away from its engine, for good.
+
+    Closing or destroying an inherited RocksDB or LevelDB handle in the child
+    flushes, writes or deletes files in the parent's live directory and can
+    hang on locks held by threads that did not survive the fork. Each handle
+    gets an extra reference that is never released (so not even interpreter
+    shutdown destroys it) and its engine is marked closed.
+    """
+    engines = list(_open_engines)
+    _open_engines.clear()
+    for engine in engines:
+        db, engine._db = engine._db, None
+        if db is None:
+            continue
+        _abandoned.append(db)
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(db))
+        engine._forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_abandon_inherited_handles)
+
+
 _Database = TypeVar("_Database")
 
 
@@ -163,8 +229,8 @@ class PrefixedEngine(Engine, Generic[_Database]):
     ) -> None:
         """Check *path*; the subclass then opens its database into ``_db``.
 
-        Raises `ConfigurationError` without a path and `StoreNotFoundError`
-        for a read-only open of a missing database.
+        Raises `ConfigurationError` without a path. Without *create*, checks
+        that the database's files are there (`_check_existing`).
         """
         super().__init__(path, sync=sync, read_only=read_only, options=options, create=create)
         if path is None:
@@ -173,8 +239,63 @@ class PrefixedEngine(Engine, Generic[_Database]):
             )
         self._data_path = Path(path)
         self._db: _Database | None = None
-        if read_only and not (self._data_path / "CURRENT").is_file():
-            raise StoreNotFoundError(f"no {self.name} database at {self._data_path}")
+        self._forked = False
+        if not self.create:
+            self._check_existing()
+
+    def _opened(self, db: _Database) -> None:
+        """Keep *db* as the open database (abandoned, never closed, in a forked child)."""
+        self._db = db
+        _open_engines.add(self)
+
+    # -- an existing database -------------------------------------------------------------
+
+    def _damaged(self, what: str) -> CorruptionError:
+        """Return the error for a database whose files are missing or damaged (*what*)."""
+        return CorruptionError(
+            f"the {self.name} database at {self._data_path} is damaged: {what}; "
+            f"opening it would lose acknowledged writes, so it is left as it is: {RECOVERY_ADVICE}"
+        )
+
+    def _check_existing(self) -> None:
+        """Check, touching nothing, that an existing database's key files are there.
+
+        A read-only open of a directory that does not exist or is empty raises
+        `StoreNotFoundError`; otherwise a missing, empty or dangling
+        ``CURRENT`` (or a missing directory, when not read-only) raises
+        `CorruptionError`: the engine would otherwise start an empty database.
+        """
+        data = self._data_path
+        try:
+            names = os.listdir(data)
+        except FileNotFoundError:
+            names = None
+        except NotADirectoryError as exc:
+            raise self._damaged(f"{data} is not a directory") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.name} database {data}: {exc}") from exc
+        if not names:
+            if self.read_only:
+                raise StoreNotFoundError(f"no {self.name} database at {data}")
+            raise self._damaged(
+                "its directory is missing" if names is None else "its directory is empty"
+            )
+        current = data / "CURRENT"
+        try:
+            text = current.read_bytes()
+        except FileNotFoundError:
+            raise self._damaged("its CURRENT file is missing") from None
+        except OSError as exc:
+            raise self._damaged(f"its CURRENT file cannot be read ({exc})") from exc
+        manifest = text[:-1].decode("ascii", "replace") if text.endswith(b"\n") else ""
+        if not manifest.startswith("MANIFEST-") or "/" in manifest or len(text) > 64:
+            raise self._damaged(f"its CURRENT file is empty or damaged ({text[:64]!r})")
+        try:
+            size = (data / manifest).stat().st_size
+        except FileNotFoundError:
+            raise self._damaged(f"CURRENT names {manifest}, which is missing") from None
+        if size == 0:
+            raise self._damaged(f"CURRENT names {manifest}, which is empty")
 
     # -- native failures ----------------------------------------------------------------
 
@@ -202,10 +323,16 @@ class PrefixedEngine(Engine, Generic[_Database]):
                 f"the {self.name} database at {self._data_path} is in use by another handle or "
                 f"process; close it first ({text})"
             )
-        elif self._is_corruption(exc, text):
-            error = CorruptionError(f"{self.name} {doing} at {self._data_path} failed: {text}")
+        elif self._is_corruption(exc, text) or (not self.create and "No such file" in text):
+            error = CorruptionError(
+                f"{self.name} {doing} at {self._data_path} failed, its files are damaged or "
+                f"missing: {text}; {RECOVERY_ADVICE}"
+            )
         elif "does not exist" in text and "create_if_missing" in text:
-            error = StoreNotFoundError(f"no {self.name} database at {self._data_path}")
+            if not self.read_only:
+                error = self._damaged(f"the engine found no database ({text})")
+            else:
+                error = StoreNotFoundError(f"no {self.name} database at {self._data_path}")
         else:
             error = StorageError(f"{self.name} {doing} at {self._data_path} failed: {text}")
         raise error from exc
@@ -227,6 +354,11 @@ class PrefixedEngine(Engine, Generic[_Database]):
         """Return the open database; raise StoreClosedError once closed."""
         db = self._db
         if db is None:
+            if self._forked:
+                raise StoreClosedError(
+                    f"the {self.name} engine at {self._data_path} was opened before this "
+                    "process was forked; open the store again in this process"
+                )
             raise StoreClosedError(f"the {self.name} engine at {self._data_path} is closed")
         return db
 
@@ -256,6 +388,7 @@ class PrefixedEngine(Engine, Generic[_Database]):
         db, self._db = self._db, None
         if db is None:
             return
+        _open_engines.discard(self)
         try:
             db.close()
         except Exception as exc:

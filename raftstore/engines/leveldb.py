@@ -23,6 +23,13 @@ one: `StoreLockedError`), and every write through it raises `ReadOnlyError`.
 LevelDB still replays its log into a table file on open, as on any open; the
 data does not change. ``supports_read_only`` is False because a read-only
 handle cannot be open while a writer has the store.
+
+Never forget: an existing database opens with ``create_if_missing=False``
+and ``paranoid_checks=True``, so a damaged log block fails the open with
+`CorruptionError` instead of being skipped (a hole in the middle of the log);
+a torn final record (a write that never returned) is still dropped quietly.
+LevelDB rewrites its info log (``LOG``, ``LOG.old``) on every open, a failed
+one included; no other file changes when an open fails.
 """
 
 from __future__ import annotations
@@ -44,8 +51,11 @@ from raftstore.engines._prefixed import (
     byte_size_option,
     compression_option,
     delete_ranges,
+    fsync_directory,
+    fsync_file,
     key_bounds,
     namespace_bounds,
+    namespace_prefix,
 )
 from raftstore.engines.base import EngineOption, WriteBatch, between
 from raftstore.errors import StorageError
@@ -120,11 +130,12 @@ class LevelDBEngine(PrefixedEngine[Any]):
         options: Mapping[str, Any],
         create: bool = True,
     ) -> None:
-        """Open (creating when absent and not read-only) the LevelDB database in *path*.
+        """Open the LevelDB database in *path*, creating it only when *create* is true.
 
-        Raises `StoreLockedError` when another handle holds the database and
-        `StorageError` for other failures, besides the path checks of
-        `PrefixedEngine`.
+        Raises `StoreLockedError` when another handle holds the database,
+        `CorruptionError` when an existing database's files are missing or
+        damaged and `StorageError` for other failures, besides the path
+        checks of `PrefixedEngine`.
         """
         super().__init__(path, sync=sync, read_only=read_only, options=options, create=create)
         self._compact_after_deletes: int = options["compact_after_deletes"]
@@ -133,11 +144,13 @@ class LevelDBEngine(PrefixedEngine[Any]):
         self._pending_low = b""
         self._pending_high = b""
         try:
-            if not read_only:
+            if self.create:
                 self._data_path.mkdir(parents=True, exist_ok=True)
-            self._db = plyvel.DB(
+            native = plyvel.DB(
                 str(self._data_path),
-                create_if_missing=not read_only,
+                create_if_missing=self.create,
+                # Fail on a damaged log block or table instead of skipping it.
+                paranoid_checks=True,
                 write_buffer_size=options["write_buffer_size"],
                 lru_cache_size=options["block_cache_size"],
                 block_size=options["block_size"],
@@ -146,6 +159,7 @@ class LevelDBEngine(PrefixedEngine[Any]):
             )
         except Exception as exc:
             self._raise_native(exc, "open")
+        self._opened(native)
 
     _native_text = staticmethod(_message)
 
@@ -156,6 +170,16 @@ class LevelDBEngine(PrefixedEngine[Any]):
     @staticmethod
     def _is_corruption(exc: BaseException, text: str) -> bool:
         return isinstance(exc, plyvel.CorruptionError)
+
+    def get(self, namespace: str, key: bytes) -> bytes | None:
+        """Return the value under *key* in *namespace*, or None; damaged blocks raise."""
+        db = self._live()
+        prefixed = namespace_prefix(namespace) + key
+        try:
+            value: bytes | None = db.get(prefixed, verify_checksums=True)
+        except Exception as exc:
+            self._raise_native(exc, "read")
+        return value
 
     def write(self, batch: WriteBatch) -> None:
         """Apply *batch* as one LevelDB write batch: all of it or, on any error, none.
@@ -174,7 +198,9 @@ class LevelDBEngine(PrefixedEngine[Any]):
         low_deleted = high_deleted = b""
         try:
             for start, end in delete_ranges(batch):
-                with db.iterator(start=start, stop=end, include_value=False) as keys:
+                with db.iterator(
+                    start=start, stop=end, include_value=False, verify_checksums=True
+                ) as keys:
                     for key in keys:
                         native.delete(key)
                         if not deleted or key < low_deleted:
@@ -222,7 +248,7 @@ class LevelDBEngine(PrefixedEngine[Any]):
             return pairs
         skip = len(prefix)
         try:
-            with db.iterator(start=prefix + low, stop=end) as items:
+            with db.iterator(start=prefix + low, stop=end, verify_checksums=True) as items:
                 for key, value in items:
                     pairs.append((key[skip:], value))
                     if len(pairs) >= limit:
@@ -248,21 +274,36 @@ class LevelDBEngine(PrefixedEngine[Any]):
     ) -> bytes | None:
         """Return the first (*last*: last) key in ``[start, end)``, less *skip* bytes, or None."""
         try:
-            with db.iterator(start=start, stop=end, reverse=last, include_value=False) as keys:
+            with db.iterator(
+                start=start, stop=end, reverse=last, include_value=False, verify_checksums=True
+            ) as keys:
                 key: bytes | None = next(keys, None)
         except Exception as exc:
             self._raise_native(exc, "seek")
         return None if key is None else key[skip:]
 
     def sync(self) -> None:
-        """Fsync LevelDB's log: every write made so far survives a crash."""
+        """Fsync LevelDB's logs and directory: every write made so far survives a crash.
+
+        An empty batch written with ``sync=True`` fsyncs only the current
+        log. When LevelDB switched memtables it closed the previous log
+        without an fsync, and writes still only there become durable only
+        once that memtable is in a table file: so every log file is fsynced
+        too (one deleted meanwhile was compacted into a synced table), and
+        the directory, which LevelDB does not fsync when it creates a log.
+        """
         db = self._live()
         if self.read_only:
             return
         try:
-            # An empty batch written with sync=True fsyncs the log behind every earlier write.
             db.write_batch(sync=True).write()
         except Exception as exc:
+            self._raise_native(exc, "sync")
+        try:
+            for log in sorted(self._data_path.glob("*.log")):
+                fsync_file(log)
+            fsync_directory(self._data_path)
+        except OSError as exc:
             self._raise_native(exc, "sync")
 
     def compact(self) -> None:

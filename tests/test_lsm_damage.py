@@ -1,0 +1,376 @@
+"""Damaged RocksDB and LevelDB files: a `CorruptionError` and untouched files, never a rollback.
+
+Each case damages an LSM engine's files the way a bad disk, a crash or an
+operator would, then opens the database the way the store opens an existing
+one (``create=False``). Every native open and read runs in a child process
+with a timeout, so a hang in native code fails the test instead of stalling
+the run. A refused open must leave every file as it was (LevelDB's own info
+log, ``LOG`` and ``LOG.old``, excepted: LevelDB rewrites it on every open).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import raftstore
+
+ENGINES = ["rocksdb", "leveldb"]
+#: Hard limit of one child process; a hang in native code fails the test.
+TIMEOUT = 60
+#: Value bytes per log: a log record is well over the 50 bytes a torn tail cuts off.
+VALUE = b"x" * 100
+
+_CHILD = r"""
+import gc, json, os, sys
+from pathlib import Path
+from raftstore.registry import coerce_options
+from raftstore.engines.base import LOGS, WriteBatch
+from raftstore.errors import RaftStoreError
+
+name, path, action = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+args = json.loads(sys.argv[4])
+if name == "rocksdb":
+    from raftstore.engines.rocksdb import RocksDBEngine as Engine
+else:
+    from raftstore.engines.leveldb import LevelDBEngine as Engine
+options = coerce_options(name, Engine.options, args.get("options", {}))
+
+def index(n):
+    return n.to_bytes(8, "big")
+
+if action == "write":
+    engine = Engine(path, sync=True, read_only=False, options=options, create=args["create"])
+    for n in range(args["low"], args["high"] + 1):
+        engine.write(WriteBatch(puts=[(LOGS, index(n), b"x" * 100)]))
+    if args["close"]:
+        engine.close()
+    os._exit(0)  # without close: the writes stay in the engine's log
+
+if action == "open":
+    try:
+        engine = Engine(path, sync=True, read_only=args["read_only"], options=options,
+                        create=False)
+        keys = [int.from_bytes(k, "big") for k, _ in engine.scan(LOGS, b"", None, 10**9)]
+        values = {engine.get(LOGS, index(n)) for n in keys}
+        engine.close()
+        print(json.dumps({"keys": keys, "values_ok": values <= {b"x" * 100}}))
+    except RaftStoreError as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc),
+                          "cause": exc.__cause__ is not None}))
+    except Exception as exc:
+        print(json.dumps({"native": repr(exc)}))
+
+if action == "fork":
+    engine = Engine(path, sync=True, read_only=False, options=options, create=False)
+    engine.write(WriteBatch(puts=[(LOGS, index(1000), b"parent")]))
+    engine.sync()
+    before = sorted((p.name, p.stat().st_size) for p in path.iterdir())
+    pid = os.fork()
+    if pid == 0:
+        if args["collect"]:
+            del engine
+            gc.collect()
+        sys.exit(0)  # a normal interpreter exit: atexit, finalizers, module teardown
+    _, status = os.waitpid(pid, 0)
+    after = sorted((p.name, p.stat().st_size) for p in path.iterdir())
+    engine.write(WriteBatch(puts=[(LOGS, index(1001), b"parent")]))
+    engine.sync()
+    result = {"status": os.waitstatus_to_exitcode(status), "before": before, "after": after,
+              "parent_reads": engine.get(LOGS, index(1001)) == b"parent"}
+    engine.close()
+    print(json.dumps(result))
+"""
+
+
+def child(engine: str, path: Path, action: str, **args: Any) -> dict[str, Any]:
+    """Run *action* on the *engine* database at *path* in a child process; return its report."""
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, engine, str(path), action, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(Path(raftstore.__file__).parent.parent)},
+    )
+    assert result.returncode == 0, f"{action} child failed: {result.stderr[-2000:]}"
+    if action == "write":
+        return {}
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def write(
+    engine: str, path: Path, low: int, high: int, *, close: bool, create: bool = True
+) -> None:
+    """Write logs *low*..*high*, one synced batch each; *close* or leave them in the log."""
+    child(engine, path, "write", low=low, high=high, close=close, create=create)
+
+
+def open_report(engine: str, path: Path, *, read_only: bool = False) -> dict[str, Any]:
+    return child(engine, path, "open", read_only=read_only)
+
+
+def snapshot(engine: str, path: Path) -> dict[str, bytes]:
+    """Every file's bytes (LevelDB's info log excepted: every open rewrites it)."""
+    skipped = {"LOG", "LOG.old"} if engine == "leveldb" else set()
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.name not in skipped}
+
+
+def assert_refused(engine: str, path: Path, *needles: str, read_only: bool = False) -> None:
+    """Opening raises CorruptionError mentioning *needles* and the advice; no file changes."""
+    before = snapshot(engine, path)
+    report = open_report(engine, path, read_only=read_only)
+    assert report.get("error") == "CorruptionError", report
+    for needle in (*needles, "backup", "rejoin the cluster"):
+        assert needle in report["message"], report
+    assert snapshot(engine, path) == before
+
+
+def logs_of(path: Path) -> list[Path]:
+    return sorted(path.glob("*.log"))
+
+
+def tables_of(path: Path) -> list[Path]:
+    return sorted([*path.glob("*.sst"), *path.glob("*.ldb")])
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    name = str(request.param)
+    for info in raftstore.available_engines():
+        if info.name == name and not info.available:
+            pytest.skip(f"engine {name!r} is not usable here: {info.error}")
+    return name
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+# -- issue 10 case 1: missing engine files never re-create the database -------------------
+
+
+@pytest.mark.parametrize("damage", ["deleted", "emptied"])
+def test_lost_current_is_refused_and_nothing_is_deleted(
+    engine: str, data: Path, damage: str
+) -> None:
+    write(engine, data, 1, 20, close=True)
+    write(engine, data, 21, 40, close=True, create=False)
+    assert tables_of(data), "the test needs table files that a re-creation could delete"
+    current = data / "CURRENT"
+    if damage == "deleted":
+        current.unlink()
+    else:
+        current.write_bytes(b"")
+    assert_refused(engine, data, "CURRENT")
+    assert_refused(engine, data, "CURRENT", read_only=engine == "rocksdb")
+
+
+def test_missing_manifest_is_refused(engine: str, data: Path) -> None:
+    write(engine, data, 1, 20, close=True)
+    for manifest in data.glob("MANIFEST-*"):
+        manifest.unlink()
+    assert_refused(engine, data, "MANIFEST")
+
+
+def test_missing_table_file_is_refused(engine: str, data: Path) -> None:
+    write(engine, data, 1, 20, close=True)
+    write(engine, data, 21, 40, close=True, create=False)
+    tables = tables_of(data)
+    assert tables
+    tables[0].unlink()
+    assert_refused(engine, data, tables[0].stem)
+
+
+@pytest.mark.parametrize("missing", ["directory", "every file"])
+def test_missing_database_is_refused_not_created(engine: str, data: Path, missing: str) -> None:
+    if missing == "every file":
+        data.mkdir()
+    report = open_report(engine, data)
+    assert report.get("error") == "CorruptionError", report
+    assert "rejoin the cluster" in report["message"]
+    assert data.exists() == (missing == "every file")
+    if data.exists():
+        assert list(data.iterdir()) == []
+
+
+# -- issue 10 case 2: a damaged log record fails the open; a torn tail does not --------------
+
+
+def test_damaged_log_record_is_refused_and_the_log_kept(engine: str, data: Path) -> None:
+    write(engine, data, 1, 100, close=False)
+    (log,) = [p for p in logs_of(data) if p.stat().st_size]
+    damaged = bytearray(log.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    log.write_bytes(bytes(damaged))
+    assert_refused(engine, data)
+    assert log.read_bytes() == bytes(damaged)  # still there for `raftstore verify`
+
+
+def test_damaged_last_acknowledged_record_is_refused(engine: str, data: Path) -> None:
+    write(engine, data, 1, 100, close=False)
+    (log,) = [p for p in logs_of(data) if p.stat().st_size]
+    damaged = bytearray(log.read_bytes())
+    damaged[-1] ^= 0x01  # the record is whole: it was acknowledged, not torn
+    log.write_bytes(bytes(damaged))
+    assert_refused(engine, data)
+
+
+def test_torn_final_record_opens_with_every_earlier_write(engine: str, data: Path) -> None:
+    write(engine, data, 1, 100, close=False)
+    (log,) = [p for p in logs_of(data) if p.stat().st_size]
+    os.truncate(log, log.stat().st_size - 50)  # the last write never finished
+    report = open_report(engine, data)
+    assert report.get("keys") == list(range(1, 100)), report
+    assert report["values_ok"]
+
+
+# -- issue 10 case 3: a truncated RocksDB MANIFEST is not a shorter valid one ---------------
+
+
+def _record_ends(path: Path) -> list[int]:
+    """Offsets just after each physical record of a RocksDB log-format file."""
+    from raftstore.engines.rocksdb import _log_records
+
+    data = path.read_bytes()
+    return [
+        pos + 7 + length for pos, _, length in _log_records(data) if pos + 7 + length <= len(data)
+    ]
+
+
+def test_truncated_rocksdb_manifest_is_refused_not_rolled_back(tmp_path: Path) -> None:
+    pytest.importorskip("rocksdict")
+    original = tmp_path / "original"
+    write("rocksdb", original, 1, 100, close=True)
+    write("rocksdb", original, 101, 200, close=True, create=False)
+    (manifest,) = original.glob("MANIFEST-*")
+    outcomes = []
+    for cut in [*_record_ends(manifest)[:-1], manifest.stat().st_size // 2]:
+        copy = tmp_path / f"cut{cut}"
+        subprocess.run(["cp", "-a", str(original), str(copy)], check=True)
+        os.truncate(copy / manifest.name, cut)
+        before = snapshot("rocksdb", copy)
+        report = open_report("rocksdb", copy)
+        if "keys" in report:
+            # An open that succeeds holds every acknowledged write.
+            assert report["keys"] == list(range(1, 201)), (cut, report)
+            outcomes.append("whole")
+        else:
+            assert report.get("error") == "CorruptionError", (cut, report)
+            assert snapshot("rocksdb", copy) == before, cut
+            outcomes.append("refused")
+            if "table file" in report["message"]:
+                outcomes.append("unlisted table")
+    # Some cut leaves a valid but older MANIFEST: the case RocksDB alone rolls back.
+    assert "unlisted table" in outcomes, outcomes
+
+
+# -- issue 11 case 2: no open hangs on garbage in a WAL ------------------------------------
+
+
+@pytest.mark.parametrize("kind", [5, 6, 7, 8, 11])
+def test_recyclable_record_in_wal_is_refused_without_hanging(tmp_path: Path, kind: int) -> None:
+    pytest.importorskip("rocksdict")
+    data = tmp_path / "data"
+    write("rocksdb", data, 1, 50, close=False)
+    (log,) = [p for p in logs_of(data) if p.stat().st_size]
+    with open(log, "ab") as file:  # RocksDB's reader loops forever on this record
+        file.write(struct.pack("<IHB", 0x12345678, 10, kind) + bytes(100))
+    assert_refused("rocksdb", data, log.name, read_only=True)
+    assert_refused("rocksdb", data, log.name)
+
+
+def test_recyclable_type_inside_a_wal_is_refused_without_hanging(tmp_path: Path) -> None:
+    pytest.importorskip("rocksdict")
+    data = tmp_path / "data"
+    write("rocksdb", data, 1, 50, close=False)
+    (log,) = [p for p in logs_of(data) if p.stat().st_size]
+    damaged = bytearray(log.read_bytes())
+    damaged[6] = 7  # the first record's type byte
+    log.write_bytes(bytes(damaged))
+    assert_refused("rocksdb", data, read_only=True)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_garbage_appended_to_a_log_never_hangs_or_loses_writes(
+    engine: str, data: Path, seed: int
+) -> None:
+    write(engine, data, 1, 50, close=False)
+    (log,) = [p for p in logs_of(data) if p.stat().st_size]
+    rng = random.Random(seed)
+    with open(log, "ab") as file:
+        file.write(rng.randbytes(rng.randint(1, 3000)))
+    before = snapshot(engine, data)
+    for read_only in [True, False] if engine == "rocksdb" else [False]:
+        report = open_report(engine, data, read_only=read_only)
+        if "keys" in report:
+            assert report["keys"] == list(range(1, 51)), report
+        else:
+            assert report.get("error") == "CorruptionError", report
+            assert snapshot(engine, data) == before
+
+
+# -- issue 11 case 3: a forked child never touches the parent's files -----------------------
+
+
+@pytest.mark.parametrize("collect", [False, True], ids=["exit", "collect-then-exit"])
+def test_forked_child_exiting_normally_leaves_the_parents_files(
+    engine: str, data: Path, collect: bool
+) -> None:
+    write(engine, data, 1, 20, close=True)
+    report = child(engine, data, "fork", collect=collect)
+    assert report["status"] == 0
+    assert report["after"] == report["before"]
+    assert report["parent_reads"]
+
+
+# -- siblings: damaged table files, stray files -----------------------------------------------
+
+
+def test_flipped_byte_in_a_table_file_is_corruption_on_read(engine: str, data: Path) -> None:
+    write(engine, data, 1, 200, close=True)
+    write(engine, data, 201, 202, close=True, create=False)
+    table = max(tables_of(data), key=lambda p: p.stat().st_size)
+    damaged = bytearray(table.read_bytes())
+    damaged[100] ^= 0x40  # inside the first data block
+    table.write_bytes(bytes(damaged))
+    report = open_report(engine, data)
+    assert report.get("error") == "CorruptionError", report
+    assert report["cause"]
+
+
+@pytest.mark.parametrize("stray", ["garbage OPTIONS", "no IDENTITY", "no LOCK", "empty LOCK"])
+def test_damaged_side_files_open_with_every_write(engine: str, data: Path, stray: str) -> None:
+    write(engine, data, 1, 30, close=True)
+    write(engine, data, 31, 40, close=False, create=False)
+    if stray == "garbage OPTIONS":
+        for options in data.glob("OPTIONS-*"):
+            options.write_bytes(b"\x00garbage")
+    elif stray == "no IDENTITY":
+        (data / "IDENTITY").unlink(missing_ok=True)
+    elif stray == "no LOCK":
+        (data / "LOCK").unlink()
+    else:
+        (data / "LOCK").write_bytes(b"")
+    report = open_report(engine, data)
+    assert report.get("keys") == list(range(1, 41)), report
+
+
+def test_rocksdb_read_only_open_writes_no_file(tmp_path: Path) -> None:
+    pytest.importorskip("rocksdict")
+    data = tmp_path / "data"
+    write("rocksdb", data, 1, 30, close=True)
+    write("rocksdb", data, 31, 40, close=False, create=False)  # a WAL to replay
+    before = snapshot("rocksdb", data)
+    report = open_report("rocksdb", data, read_only=True)
+    assert report.get("keys") == list(range(1, 41)), report
+    assert snapshot("rocksdb", data) == before
