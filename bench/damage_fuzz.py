@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     commit = _git("log", "--oneline", "-1")
     dirty = _git("status", "--short", "--", "raftstore")
+    changed = ", ".join(line[3:] for line in dirty.splitlines())
     print(
         f"damage campaign: engines {', '.join(engines) or 'none'}, {args.trials} trials each,"
         f" seeds {args.seed}..{args.seed + args.trials - 1}, timeout {args.timeout:g} s,"
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     print(
-        f"code: {commit}{' + uncommitted changes in raftstore/' if dirty else ''}"
+        f"code: {commit}{' + uncommitted changes: ' + changed if dirty else ''}"
         f"{' (pinned copy ' + str(pinned) + ')' if pinned else ' (working tree)'}",
         file=sys.stderr,
     )
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     report = damage.render_markdown(result)
     header = (
         f"Damage campaign: `python bench/damage_fuzz.py {' '.join(argv or sys.argv[1:])}`"
-        f" on `{commit}`{' plus uncommitted changes in raftstore/' if dirty else ''},"
+        f" on `{commit}`{' plus uncommitted changes (' + changed + ')' if dirty else ''},"
         f" {len(result.trials)} trials in {time.monotonic() - started:.0f} s.\n"
     )
     print(header)
