@@ -5,7 +5,9 @@ Key layout, per namespace of the `raftstore.engines.base.Engine` interface:
 - ``logs``: the index as 8-byte big-endian -> record of the codec's bytes
 - ``stable``: the caller's key -> record of the caller's bytes
 - ``meta``: ``b"raftstore"`` -> record of JSON
-  ``{"format": 2, "engine": ..., "codec": ...}``
+  ``{"format": 2, "engine": ..., "codec": ...}``; ``b"commit-index"`` ->
+  record of the commit index staged with the last ``store_logs``, 8 bytes
+  big-endian (absent until one is staged)
 
 A record is its payload followed by a CRC-32, 4 bytes little-endian.
 
@@ -32,6 +34,7 @@ from raftstore.engines.base import LOGS, META, STABLE
 from raftstore.errors import CorruptionError
 
 __all__ = [
+    "COMMIT_KEY",
     "FORMAT_VERSION",
     "META_KEY",
     "MIN_FORMAT_VERSION",
@@ -47,6 +50,8 @@ FORMAT_VERSION = 2
 MIN_FORMAT_VERSION = 1
 #: Key of the meta record in the ``meta`` namespace.
 META_KEY = b"raftstore"
+#: Key of the persisted commit index in the ``meta`` namespace (8 bytes big-endian).
+COMMIT_KEY = b"commit-index"
 
 _INDEX = struct.Struct(">Q")
 #: CRC-32 of any intact record continued from its starting value.

@@ -501,6 +501,10 @@ def _copy_and_check(
                 batch = []
                 if progress is not None:
                     progress(log.index - first + 1, total)
+        # The commit index goes with the last batch, as raft stages it.
+        commit = src.get_commit_index()
+        if commit and batch:
+            dst.stage_commit_index(commit)
         dst.store_logs(batch)
         dst.sync()
         if progress is not None:

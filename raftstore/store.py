@@ -37,6 +37,7 @@ from raftstore._directory import (
     write_marker,
 )
 from raftstore._records import (
+    COMMIT_KEY,
     CRC_RESIDUE,
     FORMAT_VERSION,
     META_KEY,
@@ -222,6 +223,7 @@ class RaftStore:
         "_codec",
         "_codec_decode",
         "_codec_name",
+        "_commit",
         "_encode_parts",
         "_engine",
         "_engine_get",
@@ -237,6 +239,7 @@ class RaftStore:
         "_path",
         "_read_only",
         "_stable_seed",
+        "_staged_commit",
         "_state",
     )
 
@@ -276,7 +279,9 @@ class RaftStore:
         # failed is its caller's to clean up, never its finaliser's.
         self._state = _CLOSED
         self._first = self._last = 0
+        self._staged_commit: int | None = None
         self._load_bounds()
+        self._commit = self._read_commit_index()
         self._state = _OPEN
         _open_stores.add(self)
 
@@ -468,7 +473,11 @@ class RaftStore:
             if self._engine.monotonic:
                 self._check_continues(index, 1)
             key = _pack_index(index)
-            self._engine.put(LOGS, key, self._encode_record(log, key))
+            record = self._encode_record(log, key)
+            if self._staged_commit is None:
+                self._engine.put(LOGS, key, record)
+            else:
+                self._write_with_commit([(LOGS, key, record)])
             self._note_stored(index, index)
 
     def store_logs(self, logs: Iterable[Log]) -> None:
@@ -526,7 +535,10 @@ class RaftStore:
                     low = index
             if self._engine.monotonic:
                 self._check_continues(batch[0].index, len(puts), puts)
-            self._engine.write(WriteBatch(puts=puts))
+            if self._staged_commit is None:
+                self._engine.write(WriteBatch(puts=puts))
+            else:
+                self._write_with_commit(puts)
             self._note_stored(low, high)
 
     def _encode_record(self, log: Log, key: bytes, position: int | None = None) -> bytes:
@@ -545,6 +557,54 @@ class RaftStore:
         except Exception as exc:
             raise self._encode_error(log, position, exc) from exc
         return self._format.frame(LOGS, key, payload)
+
+    # -- commit tracking (hashicorp CommitTrackingLogStore) --------------------------------
+
+    def stage_commit_index(self, index: int) -> None:
+        """Stage the commit index *index*, persisted atomically with the next ``store_logs``.
+
+        Nothing is written now: the value reaches the disk in the same atomic
+        write as the next batch of entries (``store_log`` included), so a
+        crash never leaves a commit index that runs ahead of what that write
+        stored. Staging again replaces the staged value.
+        """
+        value = _check_uint64(index, "commit index")
+        with self._lock:
+            if self._state is not _OPEN:
+                self._raise_unusable()
+            if self._read_only:
+                self._raise_read_only("stage_commit_index")
+            self._staged_commit = value
+
+    def get_commit_index(self) -> int:
+        """The commit index last persisted with a ``store_logs``; 0 when none ever was."""
+        with self._lock:
+            if self._state is not _OPEN:
+                self._raise_unusable()
+            if self._read_only:
+                return self._read_commit_index()
+            return self._commit
+
+    def _read_commit_index(self) -> int:
+        raw = self._engine.get(META, COMMIT_KEY)
+        if raw is None:
+            return 0
+        value = self._format.unframe(META, COMMIT_KEY, raw, "the persisted commit index")
+        if len(value) != 8:
+            raise CorruptionError(
+                f"the persisted commit index is {len(value)} bytes, not an 8-byte uint64"
+            )
+        commit: int = _unpack_index(value)[0]
+        return commit
+
+    def _write_with_commit(self, puts: list[tuple[str, bytes, bytes]]) -> None:
+        """Write *puts* and the staged commit index in one atomic batch."""
+        staged = self._staged_commit
+        assert staged is not None
+        record = self._format.frame(META, COMMIT_KEY, _pack_index(staged))
+        self._engine.write(WriteBatch(puts=[*puts, (META, COMMIT_KEY, record)]))
+        # Only once the write succeeded: a failed one keeps the value staged.
+        self._commit, self._staged_commit = staged, None
 
     def _check_continues(
         self, start: int, count: int, puts: list[tuple[str, bytes, bytes]] | None = None
