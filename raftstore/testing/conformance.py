@@ -863,8 +863,8 @@ class RaftStoreConformance:
         store.store_logs([])
         assert store.get_commit_index() == 7
         if harness.capabilities.persistent:
-            store = harness.reopen()
-            assert store.get_commit_index() == 7
+            reopened: Any = harness.reopen()
+            assert reopened.get_commit_index() == 7
 
     def test_a_failed_batch_keeps_the_commit_index_staged(self, harness: StoreHarness) -> None:
         """A batch that fails stores neither its entries nor the staged commit index."""
@@ -887,7 +887,8 @@ class RaftStoreConformance:
         store.stage_commit_index(2)
         store.store_logs(entries(4, 4))
         store.stage_commit_index(4)
-        store = harness.reopen()
+        reopened: Any = harness.reopen()
+        store = reopened
         assert store.get_commit_index() == 2
         assert store.last_index() == 4
         with pytest.raises(InvalidArgumentError):
