@@ -338,7 +338,7 @@ def run_trial(
             timer.cancel()
             if writer.poll() is None:
                 writer.kill()
-                writer.wait()
+                writer.wait(timeout=60)
             stderr = writer.stderr.read() if writer.stderr else ""
             for pipe in (writer.stdout, writer.stderr):
                 if pipe is not None:

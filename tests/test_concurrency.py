@@ -260,8 +260,10 @@ def test_readers_see_only_whole_acknowledged_states_while_one_writer_works(
         finally:
             published.done.set()
 
-    threads = [threading.Thread(target=run_reader, args=(n,)) for n in range(READERS)]
-    writer_thread = threading.Thread(target=run_writer)
+    # Daemon threads, joined with a timeout and checked: a thread stuck in
+    # native code fails the test and cannot hold the interpreter open.
+    threads = [threading.Thread(target=run_reader, args=(n,), daemon=True) for n in range(READERS)]
+    writer_thread = threading.Thread(target=run_writer, daemon=True)
     for thread in threads:
         thread.start()
     writer_thread.start()
@@ -269,6 +271,8 @@ def test_readers_see_only_whole_acknowledged_states_while_one_writer_works(
     published.done.set()
     for thread in threads:
         thread.join(timeout=600)
+    stuck = [t.name for t in [*threads, writer_thread] if t.is_alive()]
+    assert not stuck, f"seed {SEED}: threads still running after 600 s: {stuck}"
     assert not errors, f"seed {SEED}: a thread raised {errors[0]!r}"
     problems = [p for report in reports for p in report.problems]
     assert not problems, f"seed {SEED}: {len(problems)} violations, first: {problems[:5]}"
@@ -293,7 +297,7 @@ def test_closing_under_readers_gives_them_store_closed_error(store: RaftStore) -
 
     def read_until_closed(seed: int) -> None:
         rng = random.Random(seed)
-        started.wait()
+        started.wait(timeout=120)
         try:
             for _ in range(1_000_000):
                 index = rng.randint(1, 200)
@@ -310,13 +314,17 @@ def test_closing_under_readers_gives_them_store_closed_error(store: RaftStore) -
         with lock:
             outcomes.append(outcome)
 
-    threads = [threading.Thread(target=read_until_closed, args=(SEED + n,)) for n in range(READERS)]
+    threads = [
+        threading.Thread(target=read_until_closed, args=(SEED + n,), daemon=True)
+        for n in range(READERS)
+    ]
     for thread in threads:
         thread.start()
-    started.wait()
+    started.wait(timeout=120)
     store.close()
     for thread in threads:
         thread.join(timeout=600)
+    assert not [t for t in threads if t.is_alive()], "readers still running after 600 s"
     assert outcomes == ["closed"] * READERS
 
 

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,10 @@ def test_killed_holder_releases_the_lock(engine: str, tmp_path: Path) -> None:
         "--seed", str(BASE_SEED), "--limit", "3",
     ]  # fmt: skip
     writer = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    # A writer stuck in open must fail this test, not stall the run: killing
+    # it ends the readline below with EOF.
+    watchdog = threading.Timer(120, writer.kill)
+    watchdog.start()
     try:
         assert writer.stdout is not None
         lines = [writer.stdout.readline() for _ in range(5)]
@@ -95,6 +100,7 @@ def test_killed_holder_releases_the_lock(engine: str, tmp_path: Path) -> None:
         with pytest.raises(raftstore.StoreLockedError, match="locked"):
             raftstore.open(path, engine=engine)
     finally:
+        watchdog.cancel()
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=60)
         if writer.stdout is not None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,8 @@ def test_lock_held_by_another_process(tmp_path: Path) -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
+    watchdog = threading.Timer(120, child.kill)  # a stuck child ends the readline
+    watchdog.start()
     try:
         assert child.stdout is not None
         assert child.stdin is not None
@@ -109,7 +112,9 @@ def test_lock_held_by_another_process(tmp_path: Path) -> None:
         child.stdin.flush()
         assert child.wait(timeout=30) == 0
     finally:
+        watchdog.cancel()
         child.kill()
+        child.wait(timeout=60)
     with raftstore.open(path) as store:
         assert store.first_index() == 0
 
