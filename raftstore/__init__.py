@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from raftstore.cache import LogCache
 from raftstore.errors import (
     CodecMismatchError,
     ConfigurationError,
@@ -68,6 +69,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidLogError",
     "Log",
+    "LogCache",
     "LogNotFoundError",
     "LogStore",
     "LogType",
