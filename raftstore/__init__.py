@@ -36,6 +36,7 @@ from raftstore.errors import (
     UnsupportedFormatError,
 )
 from raftstore.log import MAX_INDEX, MAX_UINT64, Log, LogType
+from raftstore.metrics import MetricsCollector
 from raftstore.protocols import Capabilities, LogStore, RaftStoreProtocol, StableStore
 from raftstore.registry import (
     DEFAULT_CODEC,
@@ -104,6 +105,7 @@ def open(
     sync: bool = True,
     read_only: bool = False,
     create: bool = True,
+    metrics: MetricsCollector | None = None,
     **options: Any,
 ) -> RaftStore:
     """Open (or create) a Raft store.
@@ -119,6 +121,8 @@ def open(
     call returns; ``sync=False`` leaves that to `RaftStore.sync`.
     ``read_only=True`` refuses writes (and never creates a store);
     ``create=False`` raises `StoreNotFoundError` instead of creating one.
+    *metrics*, a `raftstore.metrics.MetricsCollector`, receives the store's
+    counters, gauges and latencies (none are collected by default).
     *options* (and the URL's query, which may also set ``codec``, ``sync``,
     ``read_only`` and ``create``) are the engine's own, coerced to their
     declared types; an unknown one raises `ConfigurationError` listing the
@@ -151,6 +155,11 @@ def open(
         raise ConfigurationError(
             f"option {', '.join(overlap)} given both in the URL and as an argument"
         )
+    if metrics is not None and not isinstance(metrics, MetricsCollector):
+        raise ConfigurationError(
+            "metrics must be a raftstore.metrics.MetricsCollector (with incr, gauge and"
+            f" observe methods), got {type(metrics).__name__}"
+        )
     engine_name = resolve_engine_name(parsed.path, engine or parsed.engine, DEFAULT_ENGINE)
     engine_class = get_engine_class(engine_name)
     if given["codec"] is not None:
@@ -166,4 +175,5 @@ def open(
         read_only=given["read_only"],
         create=given["create"],
         options=coerce_options(engine_name, engine_class.options, {**query, **options}),
+        metrics=metrics,
     )

@@ -82,6 +82,16 @@ __all__ = [
 MAX_STABLE_KEY_SIZE = 511
 _SCAN_CHUNK = 1024
 _FIRST_SCAN_CHUNK = 32
+#: The counters every store keeps (see `RaftStore.stats`).
+_WRITE_COUNTERS = (
+    "appends",
+    "entries_written",
+    "head_truncations",
+    "tail_truncations",
+    "middle_deletes",
+    "stable_sets",
+    "syncs",
+)
 #: Entries with at least this much data are framed from the codec's parts.
 _LARGE_ENTRY = 1 << 20
 #: Most stable records checked at open (raft keeps three).
@@ -224,6 +234,7 @@ class RaftStore:
         "_codec_decode",
         "_codec_name",
         "_commit",
+        "_counts",
         "_encode_parts",
         "_engine",
         "_engine_get",
@@ -280,6 +291,8 @@ class RaftStore:
         self._state = _CLOSED
         self._first = self._last = 0
         self._staged_commit: int | None = None
+        # Counted on every store: one addition per write call, never per read.
+        self._counts = dict.fromkeys(_WRITE_COUNTERS, 0)
         self._load_bounds()
         self._commit = self._read_commit_index()
         self._state = _OPEN
@@ -479,6 +492,9 @@ class RaftStore:
             else:
                 self._write_with_commit([(LOGS, key, record)])
             self._note_stored(index, index)
+            counts = self._counts
+            counts["appends"] += 1
+            counts["entries_written"] += 1
 
     def store_logs(self, logs: Iterable[Log]) -> None:
         """Store every entry of *logs* in one atomic write, or none of them.
@@ -540,6 +556,9 @@ class RaftStore:
             else:
                 self._write_with_commit(puts)
             self._note_stored(low, high)
+            counts = self._counts
+            counts["appends"] += 1
+            counts["entries_written"] += len(puts)
 
     def _encode_record(self, log: Log, key: bytes, position: int | None = None) -> bytes:
         """The record of a validated *log* under *key*; `InvalidLogError` if the codec fails.
@@ -669,6 +688,7 @@ class RaftStore:
             if low == first and high == last:
                 self._engine.write(WriteBatch(clears=[LOGS]))
                 self._first, self._last = 0, 0
+                self._counts["head_truncations"] += 1
                 return
             if self._engine.monotonic and low > first and high < last:
                 raise InvalidArgumentError(
@@ -689,6 +709,12 @@ class RaftStore:
                 assert key is not None
                 last = key_index(key)
             self._engine.write(WriteBatch(deletes=[(LOGS, _pack_index(low), _pack_index(high))]))
+            if low == self._first:
+                self._counts["head_truncations"] += 1
+            elif high == self._last:
+                self._counts["tail_truncations"] += 1
+            else:
+                self._counts["middle_deletes"] += 1
             self._first, self._last = first, last
 
     def iter_logs(self, low: int = 1, high: int = MAX_UINT64) -> Iterator[Log]:
@@ -741,6 +767,7 @@ class RaftStore:
             if self._read_only:
                 self._raise_read_only(operation)
             self._engine.put(STABLE, key, self._format.frame(STABLE, key, value))
+            self._counts["stable_sets"] += 1
 
     def get(self, key: bytes) -> bytes | None:
         """The value under *key*, or None when absent (a stored ``b""`` is ``b""``)."""
@@ -800,6 +827,7 @@ class RaftStore:
                 self._raise_unusable()
             if not self._read_only:
                 self._engine.sync()
+                self._counts["syncs"] += 1
 
     def compact(self) -> None:
         """Ask the engine to give disk space back after deletions."""
@@ -809,6 +837,34 @@ class RaftStore:
             if self._read_only:
                 self._raise_read_only("compact")
             self._engine.compact()
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the store: what it is, its bounds, its disk usage and its counters.
+
+        ``counters`` holds the write counters every store keeps (appends,
+        entries written, head and tail truncations, stable sets, syncs); a
+        store opened with ``metrics=`` adds its read counters. Reads the
+        engine's disk usage, so it is not for a hot path.
+        """
+        with self._lock:
+            if self._state is not _OPEN:
+                self._raise_unusable()
+            first, last = self._bounds()
+            disk = self._engine.disk_usage()
+            return {
+                "engine": self._engine_name,
+                "codec": self._codec_name,
+                "path": None if self._path is None else str(self._path),
+                "format": self._format.version,
+                "sync_writes": self._engine.sync_writes,
+                "read_only": self._read_only,
+                "monotonic": self._engine.monotonic,
+                "first_index": first,
+                "last_index": last,
+                "commit_index": self._read_commit_index() if self._read_only else self._commit,
+                "disk_usage_bytes": disk,
+                "counters": dict(self._counts),
+            }
 
     def disk_usage(self) -> int:
         """Bytes the engine's files take on disk (0 in memory)."""
@@ -878,6 +934,7 @@ def open_store(
     read_only: bool,
     create: bool,
     options: Mapping[str, Any],
+    metrics: Any = None,
 ) -> RaftStore:
     """Open or create the store at *path* (see `raftstore.open` for the contract).
 
@@ -885,7 +942,7 @@ def open_store(
     marker says it exists is never created again: missing or damaged engine
     files raise `CorruptionError`, and a failed open deletes nothing.
     """
-    opening = _Opening(engine_name, engine_class, codec_name, default_codec, make_codec)
+    opening = _Opening(engine_name, engine_class, codec_name, default_codec, make_codec, metrics)
     if path is None:
         if engine_class.persistent:
             raise ConfigurationError(f"engine {engine_name!r} needs a path: {engine_name}:///path")
@@ -1023,7 +1080,14 @@ def _open_existing(
 class _Opening:
     """What `open_store` was asked to open: the engine and codec choices."""
 
-    __slots__ = ("codec_name", "default_codec", "engine_class", "engine_name", "make_codec")
+    __slots__ = (
+        "codec_name",
+        "default_codec",
+        "engine_class",
+        "engine_name",
+        "make_codec",
+        "metrics",
+    )
 
     def __init__(
         self,
@@ -1032,7 +1096,9 @@ class _Opening:
         codec_name: str | None,
         default_codec: str,
         make_codec: Any,
+        metrics: Any,
     ) -> None:
+        self.metrics = metrics
         self.engine_name = engine_name
         self.engine_class = engine_class
         self.codec_name = codec_name
@@ -1103,16 +1169,19 @@ class _Opening:
             layout = record_format(meta["format"])
             if _check_stable_at_open.get():
                 _check_stable_records(engine, layout, path)
-        return RaftStore(
-            engine,
-            codec,
-            engine_name=self.engine_name,
-            codec_name=chosen,
-            path=path,
-            read_only=read_only,
-            lock_file=lock,
-            layout=layout,
-        )
+        settings: dict[str, Any] = {
+            "engine_name": self.engine_name,
+            "codec_name": chosen,
+            "path": path,
+            "read_only": read_only,
+            "lock_file": lock,
+            "layout": layout,
+        }
+        if self.metrics is None:
+            return RaftStore(engine, codec, **settings)
+        from raftstore.metrics._store import MeteredStore  # imported only when asked for
+
+        return MeteredStore(engine, codec, metrics=self.metrics, **settings)
 
 
 def _check_stable_records(engine: Engine, layout: RecordFormat, path: Path | None) -> None:
