@@ -205,6 +205,13 @@ def _load(kind: Kind, entry: _Entry) -> Any:
         raise EngineUnavailableError(
             f"{kind} {entry.name!r} needs the {missing} package: {hint}"
         ) from exc
+    except Exception as exc:
+        # A plug-in that fails to import is unavailable; it never breaks the others.
+        text = str(exc)[:200]
+        raise EngineUnavailableError(
+            f"{kind} {entry.name!r} failed to load from {module_name}:"
+            f" {type(exc).__name__}: {text}; fix or uninstall the package that provides it"
+        ) from exc
     try:
         loaded = getattr(module, attribute) if attribute else module
     except AttributeError as exc:
@@ -251,6 +258,12 @@ def _register(
     _check_name(name, kind)
     with _lock:
         existing = _entries[kind].get(name)
+        if existing is not None and _same_target(existing, target):
+            # The same thing again (a plug-in module that registers itself on
+            # import and also declares its entry point): nothing to do.
+            if not isinstance(target, str):
+                existing.loaded = target
+            return
         if existing is not None and not replace:
             raise ConfigurationError(
                 f"{kind} {name!r} is already registered ({existing.source}); pass replace=True"
@@ -258,6 +271,16 @@ def _register(
         _entries[kind][name] = _Entry(
             name, target, tuple(requires), install_hint, description, "registered"
         )
+
+
+def _same_target(entry: _Entry, target: Any) -> bool:
+    """True when *target* is what *entry* already names (as an object or ``module:attr``)."""
+    if entry.target is target or (entry.loaded is not None and entry.loaded is target):
+        return True
+    if isinstance(target, str):
+        return entry.target == target
+    qualified = f"{getattr(target, '__module__', '')}:{getattr(target, '__qualname__', '')}"
+    return entry.target == qualified
 
 
 def register_engine(
