@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     commit = _git("log", "--oneline", "-1")
     dirty = _git("status", "--short", "--", "raftstore")
-    changed = ", ".join(line[3:] for line in dirty.splitlines())
+    changed = ", ".join(line.split(maxsplit=1)[-1] for line in dirty.splitlines())
     print(
         f"damage campaign: engines {', '.join(engines) or 'none'}, {args.trials} trials each,"
         f" seeds {args.seed}..{args.seed + args.trials - 1}, timeout {args.timeout:g} s,"
