@@ -95,6 +95,11 @@ class RecordFormat:
             else:
                 self._seeds[namespace] = _no_seed
 
+    def start(self, namespace: str) -> int | None:
+        """The key CRC's starting value in *namespace*: the record's CRC starts from
+        ``crc32(key, start)``; None for format 1 (the CRC starts from 0)."""
+        return _NAMESPACE_SEEDS[namespace] if self.version >= 2 else None
+
     def seed(self, namespace: str) -> Callable[[bytes], int]:
         """The function giving a record's CRC starting value from its key."""
         return self._seeds[namespace]
