@@ -619,3 +619,75 @@ def test_verify_and_inspect_report_a_zeroed_root_with_exit_1_or_6(tmp_path: Path
     )
     assert verify.returncode == 1, (verify.stdout, verify.stderr)
     assert f"page {root}" in verify.stdout
+
+
+BUSY_WRITER = textwrap.dedent(
+    """
+    import sys, raftstore
+    from raftstore import Log
+    store = raftstore.open(sys.argv[1], sync=False)
+    print("ready", flush=True)
+    index = 0
+    while True:
+        index += 1
+        store.store_logs([Log(index, 1, data=b"w" * 300)])
+        if index % 500 == 0:
+            store.delete_range(0, index - 200)
+        if index % 1500 == 0:
+            store.compact()
+    """
+)
+
+
+def test_read_only_opens_beside_a_busy_writer_raise_no_false_alarm(tmp_path: Path) -> None:
+    """The checks read pages a live writer changes: they retry, never cry damage."""
+    path = tmp_path / "db"
+    raftstore.open(path, engine="lmdb").close()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", BUSY_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "ready"
+        for _ in range(1500):
+            with raftstore.open(path, read_only=True) as store:
+                store.last_index()
+                store.get_uint64(b"CurrentTerm")
+        assert writer.poll() is None, "the writer died"
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+@pytest.mark.parametrize("parity", [0, 1])
+def test_compact_beside_another_process_never_shows_an_empty_store(
+    tmp_path: Path, parity: int
+) -> None:
+    """LMDB readers pick a meta page by the lock file's txnid, which outlives the old file."""
+    data = make_store(tmp_path / "db")
+    engine = open_engine(data)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(tmp_path / "db")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout is not None
+        assert reader.stdin is not None
+        assert reader.stdout.readline().split() == ["300", "7"]
+        if int(engine._shared.env.info()["last_txnid"]) % 2 != parity:
+            engine.put(STABLE, b"other", b"x")
+        engine.compact()
+        assert len(engine.scan(LOGS, b"", None, 10_000)) == 300
+        reader.stdin.write("again\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().split() == ["300", "7"]
+        reader.stdin.write("quit\n")
+        reader.stdin.flush()
+        assert reader.wait(timeout=CHILD_TIMEOUT) == 0
+    finally:
+        engine.close()
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()

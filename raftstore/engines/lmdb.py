@@ -317,7 +317,8 @@ def check_data_file(path: Path) -> DataFileSummary:
     reuse yet). That catches a flipped bit in either transaction id that
     would make LMDB fall back to the previous commit, except where a
     commit freed no page (then two valid-looking histories cannot be told
-    apart), and a damaged field that still points at a valid page.
+    apart), where the older id is 2 or less (a compaction leaves such
+    pairs), and a damaged field that still points at a valid page.
 
     It does not read every page: a zeroed or damaged page deeper in a tree
     is only found when LMDB reads it (an error, or an assertion that aborts
@@ -359,12 +360,19 @@ def _check_open_file(data: _DataFile) -> DataFileSummary:
             f"is {data.size} bytes, not a whole number of {psize}-byte pages (truncated?)"
         )
     older, newer = sorted((first, second), key=lambda m: m.txnid)
+    # Commit N writes meta page N % 2, so page 0 holds even ids and page 1
+    # odd ones (a fresh file holds 0 on both). The two are consecutive,
+    # except after a compaction: the copy holds ids 0 and 1 (2 after
+    # `_match_reader_parity`), and while another process keeps LMDB's lock
+    # file open the next commit continues from the lock file's id.
     if first.txnid == second.txnid:
         sane = first.txnid == 0
-    elif first.txnid == 0:
-        sane = True  # a fresh or compacted file: page 0 keeps the initial meta
     else:
-        sane = newer.txnid - older.txnid == 1 and first.txnid % 2 == 0
+        sane = (
+            first.txnid % 2 == 0
+            and second.txnid % 2 == 1
+            and (newer.txnid - older.txnid == 1 or older.txnid <= 2)
+        )
     if not sane:
         raise data.damaged(
             f"has meta pages that disagree: transaction ids {first.txnid} (meta page 0) and"
@@ -408,6 +416,24 @@ def _check_open_file(data: _DataFile) -> DataFileSummary:
         data.check_root(db, newer, f"database {name!r}")
         roots[name] = None if db.root == _P_INVALID else db.root
     return DataFileSummary(psize, newer.txnid, newer.last_pg, data.size, roots)
+
+
+def _meta_txnids(path: Path) -> tuple[int, int] | None:
+    """The transaction ids of both meta pages as one read finds them (None: unreadable)."""
+    try:
+        with open(path / _DATA_FILE, "rb", buffering=0) as f:
+            head = f.read(_PAGE_HEADER.size + _META.size)
+            psize = _META.unpack_from(head, _PAGE_HEADER.size)[4]
+            if not _MIN_PAGE <= psize <= _MAX_PAGE:
+                return None
+            f.seek(psize)
+            second = f.read(_PAGE_HEADER.size + _META.size)
+        return (
+            int(_META.unpack_from(head, _PAGE_HEADER.size)[-1]),
+            int(_META.unpack_from(second, _PAGE_HEADER.size)[-1]),
+        )
+    except (OSError, struct.error):
+        return None
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -514,6 +540,7 @@ class LmdbEngine(Engine):
         self._writes_since_check = 0
         self._last_check = time.monotonic()
         self._key = os.path.realpath(path)
+        self._data_file = os.path.join(str(path), _DATA_FILE)
         with _shared_envs_lock:
             shared = _shared_envs.get(self._key)
             if shared is None:
@@ -545,7 +572,14 @@ class LmdbEngine(Engine):
         self, path: Path, map_size: int
     ) -> tuple[lmdb.Environment, dict[str, lmdb._Database], tuple[int, int] | None]:
         """Check the data file, then open it; returns the file's (device, inode) too."""
-        for attempt in range(5):
+        # A read-only handle beside a live writer reads pages the writer is
+        # changing (a commit writes its pages before its meta page, and after
+        # a compaction it may reuse the older meta page's) or a file compact
+        # just replaced: damage is real only when the same failure stays
+        # while nothing is committed, for a while.
+        seen: tuple[object, ...] | None = None
+        stayed = 0
+        for _attempt in range(60):
             identity = _file_identity(path)
             if self.create and not (path / _DATA_FILE).exists():
                 break  # a new store: LMDB creates the file
@@ -556,16 +590,22 @@ class LmdbEngine(Engine):
                     f"LMDB data directory {path} is missing: the store exists (its marker"
                     f" says so) but its data is gone; {_REMEDY}"
                 )
+            before = _meta_txnids(path)
             try:
                 check_data_file(path)
-            except CorruptionError:
-                # A read-only handle beside a live writer may read meta pages
-                # mid-commit: damage is damage only if it stays.
-                if not self.read_only or attempt == 4 or _file_identity(path) != identity:
+            except CorruptionError as exc:
+                if not self.read_only:
                     raise
-                time.sleep(0.01 * (attempt + 1))
+                now = (_meta_txnids(path), _file_identity(path), str(exc))
+                stayed = stayed + 1 if now == seen and now[:2] == (before, identity) else 0
+                seen = now
+                if stayed >= 4:
+                    raise
+                time.sleep(0.02 * stayed or 0.001)
                 continue
             break
+        # (Sixty reads raced with commits: a writer committing this fast
+        # opened the same file itself, with these checks.)
         env, dbs = self._open_env(path, map_size)
         if identity is None:
             identity = _file_identity(path)
@@ -661,11 +701,15 @@ class LmdbEngine(Engine):
         Called with the shared lock held and no transaction open in this process.
         """
         shared = self._shared
-        assert self.path is not None
-        identity = _file_identity(self.path)
-        if identity == shared.identity or identity is None:
-            self._env, self._dbs = shared.env, shared.dbs
+        try:
+            info = os.lstat(self._data_file)
+        except OSError:
+            info = None  # gone: the next open says so; this snapshot still reads
+        if info is None or (info.st_dev, info.st_ino) == shared.identity:
+            if self._env is not shared.env:
+                self._env, self._dbs = shared.env, shared.dbs
             return
+        assert self.path is not None
         shared.env.close()
         env, dbs, identity = self._open(self.path, int(self._options["map_size"]))
         shared.env, shared.dbs, shared.identity = env, dbs, identity
@@ -888,7 +932,9 @@ class LmdbEngine(Engine):
             ) from exc
         copied = tmp / _DATA_FILE
         try:
+            last_txnid = int(self._env.info()["last_txnid"])
             self._env.copy(str(tmp), compact=True)
+            _match_reader_parity(tmp, last_txnid, map_size)
             fd = os.open(copied, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
             try:
                 os.fsync(fd)
@@ -914,6 +960,31 @@ class LmdbEngine(Engine):
             self._env, self._dbs, identity = self._open(self.path, map_size)
             self._shared.env, self._shared.dbs = self._env, self._dbs
             self._shared.identity = identity
+
+
+def _match_reader_parity(copy: Path, last_txnid: int, map_size: int) -> None:
+    """Make the compacted copy's newest meta page the one LMDB readers will pick.
+
+    LMDB's readers choose a meta page by the parity of the transaction id in
+    the lock file, which outlives the replaced data file while other
+    processes hold it open; the compacted copy restarts its ids (newest on
+    meta page 1, an empty database on meta page 0). Without this, a reader
+    beside the writer (and the writer itself) could see an empty store
+    until the next commit. One commit that changes nothing moves the newest
+    meta page over when the parities differ.
+    """
+    env = lmdb.open(str(copy), map_size=map_size, max_dbs=len(NAMESPACES), readahead=False)
+    try:
+        if (int(env.info()["last_txnid"]) - last_txnid) % 2:
+            meta = env.open_db(NAMESPACES[-1].encode(), create=False)
+            with env.begin(write=True, db=meta) as txn:
+                txn.put(b"\x00raftstore-compact", b"")
+                txn.delete(b"\x00raftstore-compact")
+        env.sync(True)
+    finally:
+        env.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(copy / "lock.mdb")
 
 
 def _remove_leftover(tmp: Path) -> None:
