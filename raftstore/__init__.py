@@ -129,6 +129,8 @@ def open(
     valid ones.
     """
     parsed = parse_target(target)
+    if engine is not None and (not isinstance(engine, str) or not engine.strip()):
+        raise ConfigurationError(f"engine must be an engine name such as 'lmdb', got {engine!r}")
     if engine is not None and parsed.engine is not None and engine != parsed.engine:
         raise ConfigurationError(
             f"target names engine {parsed.engine!r} but engine={engine!r} was passed"

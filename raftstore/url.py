@@ -49,8 +49,18 @@ def parse_target(target: object) -> Target:
         raise ConfigurationError(
             f"target must be a non-empty path or URL without NUL, got {target!r}"
         )
+    if not target.strip():
+        raise ConfigurationError(
+            f"target {target!r} is blank; give a store path or a URL like 'lmdb:///path'"
+        )
     match = _URL.match(target)
     if match is None:
+        if "://" in target:
+            scheme = target.partition("://")[0]
+            raise ConfigurationError(
+                f"target {target!r} looks like a URL but {scheme!r} is not an engine name;"
+                " write ENGINE://PATH, e.g. 'lmdb:///var/lib/raft'"
+            )
         return Target(None, Path(target))
     engine = match.group(1).lower()
     rest = match.group(2)
@@ -65,4 +75,8 @@ def parse_target(target: object) -> Target:
             if name in options:
                 raise ConfigurationError(f"option {name!r} is given twice in {target!r}")
             options[name] = value
+    if path_text and not path_text.strip():
+        raise ConfigurationError(
+            f"the path in {target!r} is blank; give a store path, e.g. '{engine}:///var/lib/raft'"
+        )
     return Target(engine, Path(path_text) if path_text else None, options)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import raftstore
 from raftstore import ConfigurationError
 from raftstore.url import parse_target
 
@@ -49,3 +50,21 @@ def test_parse(
 def test_bad_targets(target: object) -> None:
     with pytest.raises(ConfigurationError):
         parse_target(target)
+
+
+@pytest.mark.parametrize("target", ["   ", "\t\n", "://x", " ://x", "lm db:///x", "lmdb://   "])
+def test_blank_or_nameless_targets_create_nothing(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # These used to create directories named ':' or '   ' in the working directory.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError):
+        raftstore.open(target)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("engine", ["", "   "])
+def test_a_blank_engine_name_is_a_configuration_error(engine: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="engine"):
+        raftstore.open(tmp_path / "db", engine=engine)
+    assert not (tmp_path / "db").exists()
