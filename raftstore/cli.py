@@ -55,6 +55,7 @@ from raftstore.errors import (
 from raftstore.log import Log, LogType
 from raftstore.registry import get_engine_class
 from raftstore.store import engine_capabilities
+from raftstore.url import parse_target
 
 __all__ = [
     "EXIT_DAMAGED",
@@ -128,6 +129,15 @@ def _progress_callback(
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Open a store on the default engine, write and read logs, print what happened."""
+    if args.target:
+        path = parse_target(args.target).path
+        if path is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
+            held = "a raftstore store" if (path / "raftstore.json").exists() else "files"
+            raise admin.DestinationExistsError(
+                f"{path} already holds {held}; demo writes and truncates a store of its own"
+                " and never touches an existing one: give a new path (or none, for a"
+                " temporary store)"
+            )
     with tempfile.TemporaryDirectory(prefix="raftstore-demo-") as tmp:
         target = args.target or str(Path(tmp) / "raft")
         print(f"opening {target!r} (engine {args.engine or raftstore.DEFAULT_ENGINE})")

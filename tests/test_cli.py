@@ -159,6 +159,25 @@ def test_demo_still_runs() -> None:
     assert "stored 20 logs" in result.stdout
 
 
+def test_demo_refuses_an_existing_store_and_leaves_it_alone(tmp_path: Path) -> None:
+    path = tmp_path / "node"
+    with raftstore.open(path) as store:
+        store.store_logs([Log(i, 9) for i in range(1251, 5001)])
+        store.set_uint64(b"CurrentTerm", 9)
+        store.set(b"LastVoteCand", b"node-3")
+    result = run("demo", str(path))
+    assert_one_line_error(result, cli.EXIT_EXISTS, "already holds a raftstore store")
+    with raftstore.open(path) as store:
+        assert (store.first_index(), store.last_index()) == (1251, 5000)
+        assert store.get_uint64(b"CurrentTerm") == 9
+        assert store.get(b"LastVoteCand") == b"node-3"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert_one_line_error(run("demo", str(tmp_path / "other")), cli.EXIT_EXISTS, "files")
+    fresh = run("demo", str(tmp_path / "new"), "--count", "20")
+    assert fresh.returncode == 0, fresh.stderr
+
+
 def test_engines_json_lists_engines_codecs_and_capabilities() -> None:
     listing = run_json("engines")
     engines = {row["name"]: row for row in listing["engines"]}
