@@ -579,7 +579,7 @@ def _file_weight(relative: str) -> float:
     name = relative.rsplit("/", 1)[-1]
     if name == "raftstore.json":
         return 6
-    if name in ("CURRENT", "data.mdb") or name.startswith("MANIFEST"):
+    if name in ("CURRENT", "data.mdb") or "manifest" in name.lower():
         return 8
     if name.endswith((".log", ".wal", ".seg", ".segment")):
         return 8
@@ -597,6 +597,11 @@ def _files(store: Path) -> list[str]:
 def _weighted(rng: random.Random, weights: dict[str, float]) -> str:
     names = list(weights)
     return rng.choices(names, [weights[n] for n in names])[0]
+
+
+def _used_length(path: Path) -> int:
+    """Bytes up to and including the last nonzero byte of *path*."""
+    return len(path.read_bytes().rstrip(b"\x00"))
 
 
 def _offset(rng: random.Random, size: int) -> int:
@@ -629,34 +634,30 @@ def choose_damage(rng: random.Random, store: Path, *, bypass: bool = True) -> Da
     kind = _weighted(rng, {k: float(w) for k, w in _FILE_KINDS.items()})
     if size == 0 and kind in ("flip", "truncate", "zero-page"):
         kind = rng.choice(["append", "delete"])
+    # A preallocated file (a WAL segment) is mostly zeros after its data:
+    # damage lands in the data most of the time.
+    used = _used_length(store / target) if size else 0
+    span = used if 0 < used < size and rng.random() < 0.85 else size
+    what = f"{target} ({size} B{f', data in the first {used} B' if used < size else ''})"
     if kind == "flip":
         count = rng.choice([1, 1, 1, 1, 2, 3, 5, 8])
-        flips = [(_offset(rng, size), rng.randrange(1, 256)) for _ in range(count)]
+        flips = [(_offset(rng, span), rng.randrange(1, 256)) for _ in range(count)]
         where = ", ".join(str(o) for o, _ in flips)
-        return Damage(
-            kind,
-            target,
-            f"flip {count} byte(s) of {target} ({size} B) at {where}",
-            {"flips": flips},
-        )
+        return Damage(kind, target, f"flip {count} byte(s) of {what} at {where}", {"flips": flips})
     if kind == "truncate":
         roll = rng.random()
         length = (
             0
-            if roll < 0.3 or size == 1
-            else size - rng.randint(1, min(64, size - 1))
+            if roll < 0.3 or span == 1
+            else span - rng.randint(1, min(64, span - 1))
             if roll < 0.55
-            else rng.randrange(1, size)
+            else rng.randrange(1, span)
         )
-        return Damage(
-            kind, target, f"truncate {target} from {size} to {length} B", {"length": length}
-        )
+        return Damage(kind, target, f"truncate {what} to {length} B", {"length": length})
     if kind == "zero-page":
-        pages = (size + _PAGE - 1) // _PAGE
+        pages = (span + _PAGE - 1) // _PAGE
         page = rng.randrange(min(2, pages)) if rng.random() < 0.3 else rng.randrange(pages)
-        return Damage(
-            kind, target, f"zero 4 KiB page {page} of {target} ({size} B)", {"page": page}
-        )
+        return Damage(kind, target, f"zero 4 KiB page {page} of {what}", {"page": page})
     if kind == "delete":
         return Damage(kind, target, f"delete {target}")
     length = rng.choice([1, 7, 64, 4096, rng.randint(1, 9000)])
