@@ -58,7 +58,10 @@ def test_an_undamaged_store_reads_as_correct_data(engine: str, tmp_path: Path) -
 def test_a_damaged_record_is_a_raftstore_error(engine: str, tmp_path: Path) -> None:
     """One flipped byte in a log record's value: the store's checksum catches it."""
     flip = Damage("log-value-flip", "record", "log-value-flip", {"seed": 7})
-    trial = damage.run_trial(engine, SEED + 1, tmp_path, timeout=TIMEOUT, damage=flip)
+    try:
+        trial = damage.run_trial(engine, SEED + 1, tmp_path, timeout=TIMEOUT, damage=flip)
+    except damage.UnsupportedDamage as exc:  # a monotonic engine refuses the forged overwrite
+        pytest.skip(str(exc))
     assert trial.outcome == damage.RAFTSTORE_ERROR, trial
     assert trial.cause["type"] == "CorruptionError", trial.cause
     assert trial.cause["op"].startswith("get_log("), trial.cause

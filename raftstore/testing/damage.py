@@ -77,6 +77,7 @@ __all__ = [
     "Damage",
     "Model",
     "TrialResult",
+    "UnsupportedDamage",
     "apply_file_damage",
     "campaign_engines",
     "choose_damage",
@@ -386,6 +387,10 @@ def _child_bypass(path: Path, engine: str, kind: str, seed: int, family: int) ->
                 note = f"log {index}'s record moved to key {int.from_bytes(moved, 'big')}"
         else:
             raise ValueError(kind)
+    except raftstore.RaftStoreError as exc:
+        # The engine refuses the forged write (a monotonic log will not overwrite).
+        _emit({"unsupported": f"the {engine} engine refused it: {_error(exc)['message']}"})
+        return 0
     finally:
         store.close()
     _emit({"done": note})
@@ -955,6 +960,10 @@ def repro_command(engine: str, seed: int) -> str:
     return f"python bench/damage_fuzz.py --engine {engine} --seed {seed} --trials 1 --keep"
 
 
+class UnsupportedDamage(RuntimeError):
+    """The damage asked for cannot be done to this engine's store (it refused the bypass)."""
+
+
 class BuildError(RuntimeError):
     """The pristine store of an engine could not be built or does not read back."""
 
@@ -1040,6 +1049,8 @@ def _damage(
         if "unsupported" not in lines[-1]:
             chosen.description = f"{chosen.kind} (engine bypass): {lines[-1]['done']}"
             return chosen
+        if damage is not None:
+            raise UnsupportedDamage(f"{damage.kind} on {engine}: {lines[-1]['unsupported']}")
         # No key-value bypass on this engine: start again from the pristine copy.
         shutil.rmtree(store)
         shutil.copytree(source, store, symlinks=True)
