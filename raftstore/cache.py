@@ -38,7 +38,7 @@ from raftstore.errors import (
 from raftstore.log import MAX_UINT64, Log, is_storable, validate_log
 from raftstore.protocols import Capabilities, RaftStoreProtocol
 
-__all__ = ["LogCache"]
+__all__ = ["LogCache", "read_batch"]
 
 #: The slots a write dropped from the ring before its store call: restored if it fails.
 _Saved = list[tuple[int, Log]]
@@ -58,6 +58,25 @@ class _Unreadable:
 
     def __iter__(self) -> Iterator[Log]:
         raise self.error
+
+
+def read_batch(logs: Iterable[Log]) -> list[Log] | Iterable[Log]:
+    """The entries of *logs* as a list, read once; or what to hand the store so it refuses them.
+
+    For wrappers that must see a batch before the store does (`LogCache`,
+    `raftstore.aio`): an iterable that cannot be read, or a lone `Log`,
+    comes back as something the store's ``store_logs`` refuses with its own
+    error (`InvalidArgumentError`); a raftstore error raised while reading
+    propagates, as it does from the store.
+    """
+    if isinstance(logs, Log):
+        return logs
+    try:
+        return list(logs)
+    except RaftStoreError:
+        raise
+    except Exception as exc:
+        return _Unreadable(exc)
 
 
 class LogCache:
@@ -219,19 +238,10 @@ class LogCache:
         in the ring has changed.
         """
         self._check_open()
-        if isinstance(logs, Log):
-            self._store.store_logs(logs)  # the store refuses a lone Log with its own message
-            raise InvalidArgumentError("store_logs takes an iterable of Log; use store_log(log)")
-        try:
-            batch = list(logs)
-        except RaftStoreError:
-            raise
-        except Exception as exc:
-            self._store.store_logs(_Unreadable(exc))
-            raise InvalidArgumentError(
-                f"store_logs could not read its logs ({type(exc).__name__}: {exc});"
-                " nothing was stored"
-            ) from exc
+        batch = read_batch(logs)
+        if not isinstance(batch, list):
+            self._store.store_logs(batch)  # the store refuses it with its own message
+            raise InvalidArgumentError(f"store_logs could not read its logs: {logs!r:.80}")
         planned = self._normalised(batch)
         with self._write_lock:
             saved = self._drop_replaced(planned)
