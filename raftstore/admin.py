@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import raftstore
-from raftstore._directory import fsync_directory, make_directory
+from raftstore._directory import MARKER_FILE, fsync_directory, make_directory, read_marker
+from raftstore._open import creating_unfinished, mark_ready, reporting_damage
+from raftstore._records import FORMAT_VERSION, index_key
 from raftstore.engines.base import LOGS, STABLE
 from raftstore.errors import (
     ConfigurationError,
@@ -40,16 +42,7 @@ from raftstore.errors import (
 )
 from raftstore.log import Log, validate_log
 from raftstore.registry import create_codec, get_engine_class
-from raftstore.store import (
-    FORMAT_VERSION,
-    MARKER_FILE,
-    RaftStore,
-    creating_unfinished,
-    index_key,
-    mark_ready,
-    read_marker,
-    reporting_damage,
-)
+from raftstore.store import RaftStore
 from raftstore.url import parse_target
 
 __all__ = [
@@ -417,6 +410,11 @@ def migrate_store(
     entries. On any failure (a mismatch raises `MigrationError`) the
     destination is removed and the source is untouched.
     *progress(done, total)* is called as log indexes are covered.
+
+    *source* may also be a PySyncObj ``FileJournal`` file (with its
+    ``.meta``): its entries, term, vote and commit index are copied as a
+    `raftstore.integrations.pysyncobj.RaftStoreJournal` keeps them, onto the
+    default engine unless one is named (this needs pysyncobj installed).
     """
     destination_path = _store_path(destination, new=True)
     if destination_path.exists() and not (
@@ -440,12 +438,26 @@ def migrate_store(
     try:
         os.chmod(building, 0o755)
         fsync_directory(parent)
-        with open_existing(source, read_only=False) as src:
-            chosen_engine = dest_engine or engine or src.engine
+        file_journal = isinstance(source, str | os.PathLike) and os.path.isfile(source)
+        if file_journal:
+            # A PySyncObj FileJournal (a file; a store is a directory): read into memory,
+            # checked record by record; the file itself is only read.
+            from raftstore.integrations.pysyncobj.filejournal import import_file_journal
+
+            opened = raftstore.open("memory://", codec=codec)
+            import_file_journal(source, opened)
+        else:
+            opened = open_existing(source, read_only=False)
+        with opened as src:
+            chosen_engine = (
+                dest_engine or engine or (raftstore.DEFAULT_ENGINE if file_journal else src.engine)
+            )
             chosen_codec = codec or src.codec
             report = _copy_and_check(
                 src, building, chosen_engine, chosen_codec, sample, progress, str(source)
             )
+        if file_journal:
+            report.source_engine = "pysyncobj-filejournal"
         report.destination = str(destination)
         try:
             # Onto a missing path or an empty directory; never onto anything else.

@@ -80,8 +80,9 @@ class _TaggedMemory(MemoryEngine):
 
 def test_register_engine_and_options() -> None:
     raftstore.register_engine("tagged", _TaggedMemory, replace=True)
+    raftstore.register_engine("tagged", _TaggedMemory)  # the same class again: a no-op
     with pytest.raises(ConfigurationError, match="already registered"):
-        raftstore.register_engine("tagged", _TaggedMemory)
+        raftstore.register_engine("tagged", MemoryEngine)
     with raftstore.open("tagged://?level=3&fast=yes&ratio=2", tag="x") as store:
         assert store.engine == "tagged"
         engine = store.kv
