@@ -109,6 +109,14 @@ _BUILTIN_ENGINES = [
         "LevelDB LSM tree via plyvel",
         "builtin",
     ),
+    _Entry(
+        "wal",
+        "raftstore.engines.wal:WalEngine",
+        (),
+        None,
+        "raftstore's own segment log: one write + one fdatasync per batch (monotonic)",
+        "builtin",
+    ),
 ]
 _BUILTIN_CODECS = [
     _Entry(

@@ -55,7 +55,7 @@ __all__ = [
     "run_trial",
 ]
 
-DISK_ENGINES = ("lmdb", "rocksdb", "leveldb")
+DISK_ENGINES = ("lmdb", "rocksdb", "leveldb", "wal")
 WRITER = Path(__file__).with_name("crash_writer.py")
 
 #: Stable keys the writer sets after every log call.
