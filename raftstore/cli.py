@@ -489,6 +489,13 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
     return returncode
 
 
+def _cmd_pysyncobj_run(args: argparse.Namespace) -> int:
+    """Run a PySyncObj program in this process with its journals on raftstore (path mode)."""
+    from raftstore.integrations.pysyncobj.launcher import run_program
+
+    return run_program(args.program, module=args.module, engine=args.engine, codec=args.codec)
+
+
 # -- the parser ----------------------------------------------------------------
 
 
@@ -627,6 +634,20 @@ def build_parser() -> argparse.ArgumentParser:
     conformance.add_argument("-v", dest="verbose", action="store_true", help="one line per test")
 
     benchmark.add_subcommand(commands)
+    run = _add_command(
+        commands,
+        "pysyncobj-run",
+        "run a PySyncObj program (e.g. patroni) with every journalFile=P kept in the store"
+        " P.raftstore",
+        "raftstore pysyncobj-run --engine lmdb patroni /etc/patroni.yml",
+        _cmd_pysyncobj_run,
+    )
+    run.add_argument("--engine", default="lmdb", help="engine of the stores (default: lmdb)")
+    run.add_argument("--codec", help="codec of new stores (default: msgpack)")
+    run.add_argument(
+        "-m", dest="module", nargs=argparse.REMAINDER, help="MODULE [ARGS...]: as python -m MODULE"
+    )
+    run.add_argument("program", nargs=argparse.REMAINDER, metavar="PROGRAM [ARGS...]")
     return parser
 
 

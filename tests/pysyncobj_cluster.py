@@ -44,8 +44,15 @@ class NodeError(RuntimeError):
 class NodeProcess:
     """One node process; `request` sends an operation and waits for its reply."""
 
-    def __init__(self, address: str, partners: Sequence[str], extra_args: Sequence[str]) -> None:
+    def __init__(
+        self,
+        address: str,
+        partners: Sequence[str],
+        extra_args: Sequence[str],
+        command: Sequence[str] = (sys.executable, str(NODE_SCRIPT)),
+    ) -> None:
         self.address = address
+        self.command = list(command)
         self.partners = list(partners)
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[str] | None = None
@@ -61,7 +68,7 @@ class NodeProcess:
     def start(self, timeout: float = 30.0) -> None:
         """Start the process and wait until its SyncObj exists."""
         assert not self.alive, f"{self.address} is already running"
-        command = [sys.executable, str(NODE_SCRIPT), "--self", self.address]
+        command = [*self.command, "--self", self.address]
         for partner in self.partners:
             command += ["--partner", partner]
         command += self.extra_args

@@ -1,73 +1,51 @@
-"""PySyncObj on raftstore: a durable, crash-safe journal with group commit.
+"""`RaftStoreJournal`: PySyncObj's ``Journal`` on a raftstore store, durable with group commit.
 
 PySyncObj's own ``FileJournal`` never fsyncs, keeps the whole log in memory
 and rereads the whole file at start. `RaftStoreJournal` keeps the log in a
-raftstore store instead, and `syncobj_conf` wires it into a ``SyncObjConf``::
-
-    import raftstore
-    from raftstore.integrations.pysyncobj import syncobj_conf
-
-    store = raftstore.open("lmdb:///var/lib/node1/raft", sync=False)
-    conf = syncobj_conf(store, connectionRetryTime=1.0)
-    obj = MySyncObj("127.0.0.1:4321", ["127.0.0.1:4322", "127.0.0.1:4323"], conf)
+raftstore store instead.
 
 Durability comes from **group commit**: appended entries are buffered and
 written as one `RaftStore.store_logs` batch, and the store is synced once
 before an acknowledgement or a vote leaves the node, and before the commit
-index moves past an entry that is not synced. A node never acknowledges,
-votes or commits anything a crash could take back, and pays one fsync per
-batch of appends rather than one per entry. (A leader sends its new entries
-first and syncs them at the end of the same tick, while its followers sync
-theirs: Raft allows it, and the commit index still waits for both.) Open
-the store with ``sync=False``: the journal calls `RaftStore.sync` itself,
-exactly when it is needed.
-
-Importing this module imports ``pysyncobj``; a missing package raises
-`raftstore.EngineUnavailableError` naming the extra to install.
+index moves past an entry that is not synced (the hooks in
+`raftstore.integrations.pysyncobj.hooks` call `RaftStoreJournal.flush`). A
+node never acknowledges, votes or commits anything a crash could take back,
+and pays one fsync per batch of appends rather than one per entry. (A leader
+sends its new entries first and syncs them at the end of the same tick,
+while its followers sync theirs: Raft allows it, and the commit index still
+waits for both.) Open the store with ``sync=False``: the journal calls
+`RaftStore.sync` itself, exactly when it is needed.
 """
 
 from __future__ import annotations
 
-import functools
 import operator
 import os
 import pickle
 import struct
-import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import Any, overload
+from typing import overload
+
+from pysyncobj.journal import Journal
 
 from raftstore.errors import (
     ConfigurationError,
     CorruptionError,
-    EngineUnavailableError,
     InvalidArgumentError,
     RaftStoreError,
 )
 from raftstore.log import MAX_UINT64, Log
 from raftstore.store import RaftStore
 
-try:
-    from pysyncobj import syncobj as _syncobj_module
-    from pysyncobj.config import SyncObjConf
-    from pysyncobj.journal import Journal
-    from pysyncobj.transport import TCPTransport
-except ImportError as _exc:  # pragma: no cover - exercised in a subprocess by the tests
-    raise EngineUnavailableError(
-        "raftstore.integrations.pysyncobj needs the pysyncobj package:"
-        " pip install 'raftstore[pysyncobj]'"
-    ) from _exc
-
 __all__ = [
     "COMMIT_INDEX_KEY",
     "TERM_VOTE_KEY",
+    "Entry",
     "JournalSlice",
     "RaftStoreJournal",
-    "default_dump_file",
-    "install_hooks",
-    "syncobj_conf",
+    "decode_term_vote",
+    "encode_term_vote",
 ]
 
 #: Stable key holding the current term and the vote, as one record.
@@ -83,18 +61,13 @@ _VOTE_NONE, _VOTE_STR, _VOTE_PICKLE = 0, 1, 2
 # Entries buffered before they are written even when no message is sent
 # (a leader that lost its followers keeps appending).
 _MAX_UNWRITTEN = 4096
-_HOOK_MARK = "_raftstore_hook"
-# Messages that promise nothing about the sender's log: a leader's entries
-# (it may replicate before its own write; the commit index waits for it)
-# and the forwarding of client commands.
-_SEND_BEFORE_SYNC = frozenset({"append_entries", "apply_command", "apply_command_response"})
-_hook_lock = threading.Lock()
 # Every live journal: the send hook flushes them all when it cannot tell
 # which SyncObj a transport belongs to.
 _live_journals: weakref.WeakSet[RaftStoreJournal] = weakref.WeakSet()
 
 
-def _encode_term_vote(term: int, voted_for: object) -> bytes:
+def encode_term_vote(term: int, voted_for: object) -> bytes:
+    """The record stored under `TERM_VOTE_KEY`: the term, then the vote (str, None, or pickled)."""
     if voted_for is None:
         return _TERM_VOTE.pack(term, _VOTE_NONE)
     if type(voted_for) is str:
@@ -103,7 +76,8 @@ def _encode_term_vote(term: int, voted_for: object) -> bytes:
     return _TERM_VOTE.pack(term, _VOTE_PICKLE) + pickle.dumps(voted_for, protocol=5)
 
 
-def _decode_term_vote(raw: bytes) -> tuple[int, object]:
+def decode_term_vote(raw: bytes) -> tuple[int, object]:
+    """``(term, voted_for)`` from a `TERM_VOTE_KEY` record; `CorruptionError` when malformed."""
     if len(raw) < _TERM_VOTE.size:
         raise CorruptionError(f"stable key {TERM_VOTE_KEY!r} holds {len(raw)} bytes, too short")
     term, tag = _TERM_VOTE.unpack_from(raw)
@@ -159,7 +133,8 @@ class RaftStoreJournal(Journal):  # type: ignore[misc]  # pysyncobj has no stubs
     under its own key.
 
     Writes are buffered and made durable by `flush` (one `RaftStore.sync`),
-    which the hooks of `install_hooks` call before a node sends an
+    which the hooks of `raftstore.integrations.pysyncobj.install_hooks`
+    call before a node sends an
     acknowledgement or a vote and at the end of each SyncObj tick.
     ``journal[...]`` always sees buffered entries.
 
@@ -167,8 +142,9 @@ class RaftStoreJournal(Journal):  # type: ignore[misc]  # pysyncobj has no stubs
     most): entries past the commit index plus *cache_entries* before it,
     at most ``16 * cache_entries``. *dump_file* is PySyncObj's
     ``fullDumpFile``, fsynced before compaction or a snapshot install
-    drops entries it replaces. The
-    journal does not own *store*: close it after ``SyncObj.destroy``.
+    drops entries it replaces. With *owns_store* False (the default) the
+    journal does not own *store*: close it after ``SyncObj.destroy``. With
+    *owns_store* True (path mode), ``_destroy`` closes it.
     A journal is used by its SyncObj's thread only, as PySyncObj's are.
     """
 
@@ -178,6 +154,7 @@ class RaftStoreJournal(Journal):  # type: ignore[misc]  # pysyncobj has no stubs
         *,
         cache_entries: int = 4096,
         dump_file: str | os.PathLike[str] | None = None,
+        owns_store: bool = False,
     ) -> None:
         """Open the journal on *store*, loading only its bounds and stable state."""
         if not isinstance(store, RaftStore):
@@ -188,8 +165,11 @@ class RaftStoreJournal(Journal):  # type: ignore[misc]  # pysyncobj has no stubs
             raise ConfigurationError(f"{store!r} is read-only; a journal needs to write")
         if type(cache_entries) is not int or cache_entries < 1:
             raise InvalidArgumentError(f"cache_entries must be an int >= 1, got {cache_entries!r}")
+        from raftstore.integrations.pysyncobj.hooks import install_hooks
+
         install_hooks()
         self._store = store
+        self.owns_store = owns_store
         self._cache_entries = cache_entries
         self.dump_file: str | None = None if dump_file is None else os.fspath(dump_file)
         # An engine that syncs every write needs no separate sync; each write is one fsync.
@@ -212,7 +192,7 @@ class RaftStoreJournal(Journal):  # type: ignore[misc]  # pysyncobj has no stubs
             self._first_entry = self._read(first) if first != last else last_entry
         self._synced_through = last
         raw = store.get(TERM_VOTE_KEY)
-        self._term, self._voted_for = (0, None) if raw is None else _decode_term_vote(raw)
+        self._term, self._voted_for = (0, None) if raw is None else decode_term_vote(raw)
         # Absent reads as 1, PySyncObj's default, so 1 needs no write.
         self._commit_index = store.get_uint64(COMMIT_INDEX_KEY) or 1
         self._commit_stored = self._commit_index
@@ -473,7 +453,8 @@ class RaftStoreJournal(Journal):  # type: ignore[misc]  # pysyncobj has no stubs
 
         After it returns, every entry, the term and the vote are on stable
         storage (the commit index is written too, and synced with them when
-        anything else needed a sync). The hooks of `install_hooks` call it.
+        anything else needed a sync). The hooks of
+        `raftstore.integrations.pysyncobj.install_hooks` call it.
         """
         if self._unwritten:
             self._write_unwritten()
@@ -495,12 +476,23 @@ class RaftStoreJournal(Journal):  # type: ignore[misc]  # pysyncobj has no stubs
             self.flush()
 
     def _destroy(self) -> None:
-        """Flush and sync everything; the store stays open (its owner closes it)."""
-        self.flush()
-        if self._has_unsynced:
-            self._store.sync()
-            self._fsyncs += 1
-            self._has_unsynced = False
+        """Flush and sync everything; close the store when the journal owns it.
+
+        A store the journal does not own stays open (its owner closes it).
+        Idempotent: once an owned store is closed, nothing is left to do.
+        """
+        if self._store.closed:
+            return
+        try:
+            self.flush()
+            if self._has_unsynced:
+                self._store.sync()
+                self._fsyncs += 1
+                self._has_unsynced = False
+        finally:
+            if self.owns_store:
+                _live_journals.discard(self)
+                self._store.close()
 
     # -- stable state --------------------------------------------------------------
 
@@ -520,7 +512,7 @@ class RaftStoreJournal(Journal):  # type: ignore[misc]  # pysyncobj has no stubs
         """Store the term and the vote together, in one write."""
         if term == self._term and votedForNodeId == self._voted_for:
             return
-        record = _encode_term_vote(_check_uint64(term, "term"), votedForNodeId)
+        record = encode_term_vote(_check_uint64(term, "term"), votedForNodeId)
         self._store.set(TERM_VOTE_KEY, record)
         self._term, self._voted_for = term, votedForNodeId
         self._wrote(needs_sync=True)
@@ -600,119 +592,3 @@ class JournalSlice(Sequence[Entry]):
 
     def __repr__(self) -> str:
         return f"<JournalSlice {self._start}..{self._stop - 1} of {self._journal!r}>"
-
-
-# -- wiring into PySyncObj ---------------------------------------------------------
-
-
-def install_hooks() -> None:
-    """Teach PySyncObj to use a `RaftStoreJournal` and to make it durable in time.
-
-    Process-wide and idempotent. ``SyncObjConf(journalFile=journal)`` with a
-    `RaftStoreJournal` then uses that journal; any other ``journalFile``
-    (None, a path) keeps PySyncObj's own behaviour. Two hooks on
-    ``TCPTransport`` (and every subclass that does not override them)
-    flush the node's own journal:
-
-    - ``send``: before a message leaves the node, so no acknowledgement or
-      vote gets ahead of the log and vote it reports. Exceptions, which wait
-      only for a pending term, vote or truncation: a leader's
-      ``append_entries`` (Raft allows a leader to replicate before its own
-      disk write; Ongaro's thesis, 10.2.1) and the forwarding of client
-      commands, which report nothing durable.
-    - ``_onTick`` (run at the end of every SyncObj tick, before it waits for
-      the network): so a leader syncs its new entries while its followers
-      sync theirs, instead of one after the other. The commit index never
-      passes an entry that is not synced (`RaftStoreJournal.setRaftCommitIndex`).
-    """
-    with _hook_lock:
-        create = _syncobj_module.createJournal
-        if not getattr(create, _HOOK_MARK, False):
-            _syncobj_module.createJournal = _make_create_journal(create)
-        send = TCPTransport.send
-        if not getattr(send, _HOOK_MARK, False):
-            TCPTransport.send = _make_send(send)
-        on_tick = TCPTransport._onTick
-        if not getattr(on_tick, _HOOK_MARK, False):
-            TCPTransport._onTick = _make_on_tick(on_tick)
-
-
-def _make_create_journal(previous: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(previous)
-    def create_journal(journalFile: object = None) -> Any:
-        if isinstance(journalFile, RaftStoreJournal):
-            return journalFile
-        return previous(journalFile)
-
-    setattr(create_journal, _HOOK_MARK, True)
-    return create_journal
-
-
-def _flush_journal_of(transport: object, message: object = None) -> None:
-    """Flush the journal of *transport*'s SyncObj if it has anything pending."""
-    journal = getattr(getattr(transport, "_syncObj", None), "_SyncObj__raftLog", _live_journals)
-    if isinstance(journal, RaftStoreJournal):
-        if journal._dirty and (
-            journal._barrier
-            or type(message) is not dict
-            or message.get("type") not in _SEND_BEFORE_SYNC
-        ):
-            journal.flush()
-    elif journal is _live_journals:
-        # A PySyncObj whose internals moved: flush every journal rather than none.
-        for each in list(_live_journals):
-            if each._dirty:
-                each.flush()
-
-
-def _make_send(previous: Callable[..., bool]) -> Callable[..., bool]:
-    @functools.wraps(previous)
-    def send(self: Any, node: Any, message: Any) -> bool:
-        _flush_journal_of(self, message)
-        return previous(self, node, message)
-
-    setattr(send, _HOOK_MARK, True)
-    return send
-
-
-def _make_on_tick(previous: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(previous)
-    def on_tick(self: Any) -> None:
-        _flush_journal_of(self)
-        previous(self)
-
-    setattr(on_tick, _HOOK_MARK, True)
-    return on_tick
-
-
-def default_dump_file(store: RaftStore) -> str | None:
-    """Where `syncobj_conf` puts PySyncObj's ``fullDumpFile``: next to the store.
-
-    ``<store path>.pysyncobj-dump``; None for an in-memory store (PySyncObj
-    then keeps the dump in memory).
-    """
-    if store.path is None:
-        return None
-    path = Path(store.path)
-    return str(path.with_name(path.name + ".pysyncobj-dump"))
-
-
-def syncobj_conf(store: RaftStore, **kwargs: Any) -> SyncObjConf:
-    """A ``SyncObjConf`` whose journal is a `RaftStoreJournal` on *store*.
-
-    *kwargs* are ``SyncObjConf`` fields. ``fullDumpFile`` defaults to
-    `default_dump_file` (without one, a cluster restarted after log
-    compaction comes back with nothing applied). ``journalFile`` is set
-    here and cannot be passed. The journal is ``conf.journalFile`` (its
-    `RaftStoreJournal.fsync_count` says how many fsyncs it made). Open the
-    store with ``sync=False``: group commit syncs it once per batch.
-    """
-    if "journalFile" in kwargs:
-        raise ConfigurationError(
-            "syncobj_conf sets journalFile to the raftstore journal; do not pass it"
-        )
-    if "fullDumpFile" not in kwargs:
-        kwargs["fullDumpFile"] = default_dump_file(store)
-    journal = RaftStoreJournal(store, dump_file=kwargs["fullDumpFile"])
-    conf = SyncObjConf(journalFile=journal, **kwargs)
-    return conf
