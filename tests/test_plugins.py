@@ -104,3 +104,41 @@ def test_registering_the_same_class_twice_is_a_no_op() -> None:
     raftstore.register_engine("twice", Twice)
     with pytest.raises(raftstore.ConfigurationError, match="already registered"):
         raftstore.register_engine("twice", MemoryEngine)
+
+
+def test_the_pytest_option_runs_the_suite_on_a_named_engine(tmp_path: Path) -> None:
+    # The plugin ships with raftstore (entry point pytest11): one option, no subclass.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--raftstore-engine",
+            "memory",
+            "-k",
+            "delete_range",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
+    assert "failed" not in result.stdout
+
+
+def test_the_pytest_plugin_is_inert_without_its_option(tmp_path: Path) -> None:
+    (tmp_path / "test_nothing.py").write_text("def test_one():\n    assert True\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
