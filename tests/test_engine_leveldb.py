@@ -37,6 +37,40 @@ class _CompactionFails:
         raise plyvel.IOError(b"IO error: injected")
 
 
+class _RecordingBatches:
+    """Wraps a plyvel DB: records each synced batch written in *events*.
+
+    With *rotate*, the synced batch first makes LevelDB switch to a new log (as a batch
+    finding the memtable full does), by writing past the write buffer unsynced.
+    """
+
+    def __init__(self, native: Any, events: list[str], *, rotate: bool = False) -> None:
+        self._native = native
+        self._events = events
+        self._rotate = rotate
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._native, name)
+
+    def write_batch(self, *, sync: bool = False) -> Any:
+        batch = self._native.write_batch(sync=sync)
+        outer = self
+
+        class Batch:
+            def put(self, key: bytes, value: bytes) -> None:
+                batch.put(key, value)
+
+            def write(self) -> None:
+                if sync and outer._rotate:
+                    for n in range(2000):
+                        outer._native.put(b"z%08d" % n, b"v" * 100)
+                if sync:
+                    outer._events.append("synced batch")
+                batch.write()
+
+        return Batch()
+
+
 def recording_plyvel(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Make plyvel.DB record the keyword arguments it is opened with; return them."""
     given: dict[str, Any] = {}
@@ -128,9 +162,11 @@ class TestLevelDBEngine(PrefixedEngineTests):
 
     # -- sync: every log, not only the current one (issue 15 item 7) -----------------------
 
-    def test_sync_fsyncs_every_log_and_the_directory(
+    def test_sync_fsyncs_rotated_logs_before_the_synced_batch(
         self, open_engine: OpenEngine, data_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        # A cut inside sync() must never leave the current log durable and a rotated one
+        # not: later writes there, earlier ones missing, a hole in the middle of the log.
         engine = open_engine(write_buffer_size=64 * 1024)
         first_log = min(data_path.glob("*.log"))
         # ~200 KiB through a 64 KiB memtable: LevelDB switches logs, closing each unsynced.
@@ -141,20 +177,54 @@ class TestLevelDBEngine(PrefixedEngineTests):
                 )
             )
         assert min(data_path.glob("*.log")) != first_log or len(list(data_path.glob("*.log"))) > 1
-        fsynced: list[str] = []
+        events: list[str] = []
         real_fsync = os.fsync
 
         def recording_fsync(fd: int) -> None:
-            fsynced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            events.append(os.readlink(f"/proc/self/fd/{fd}"))
             real_fsync(fd)
 
         monkeypatch.setattr(os, "fsync", recording_fsync)
-        logs = {str(path) for path in data_path.glob("*.log")}
-        engine.sync()
-        still_there = {log for log in logs if Path(log).exists()}
-        assert still_there <= set(fsynced), (still_there, fsynced)
-        assert str(data_path) in fsynced
+        native = engine._db
+        engine._db = _RecordingBatches(native, events)
+        logs = sorted(str(path) for path in data_path.glob("*.log"))
+        try:
+            engine.sync()
+        finally:
+            engine._db = native
+        assert "synced batch" in events, events
+        before = events[: events.index("synced batch")]
+        rotated = {log for log in logs[:-1] if Path(log).exists()}
+        assert rotated <= set(before), (rotated, events)
+        assert str(data_path) in before, events
         assert log_keys(engine) == list(range(1, 2001))
+
+    def test_sync_fsyncs_a_log_rotated_by_its_own_batch(
+        self, open_engine: OpenEngine, data_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The synced batch itself can switch memtables: the log it leaves behind is fsynced too.
+        engine = open_engine(write_buffer_size=64 * 1024)
+        events: list[str] = []
+        native = engine._db
+        rotating = _RecordingBatches(native, events, rotate=True)
+        real_fsync = os.fsync
+
+        def recording_fsync(fd: int) -> None:
+            events.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real_fsync(fd)
+
+        put_logs(engine, range(1, 11))
+        old_log = max(data_path.glob("*.log"))
+        monkeypatch.setattr(os, "fsync", recording_fsync)
+        engine._db = rotating
+        try:
+            engine.sync()
+        finally:
+            engine._db = native
+        assert max(data_path.glob("*.log")) != old_log, "the batch did not switch logs"
+        after = events[events.index("synced batch") + 1 :]
+        assert not old_log.exists() or str(old_log) in after, events
+        assert str(data_path) in after, events
 
     # -- options -------------------------------------------------------------------------
 

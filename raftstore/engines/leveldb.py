@@ -35,7 +35,7 @@ one included; no other file changes when an open fails.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -285,26 +285,55 @@ class LevelDBEngine(PrefixedEngine[Any]):
     def sync(self) -> None:
         """Fsync LevelDB's logs and directory: every write made so far survives a crash.
 
-        An empty batch written with ``sync=True`` fsyncs only the current
-        log. When LevelDB switched memtables it closed the previous log
-        without an fsync, and writes still only there become durable only
-        once that memtable is in a table file: so every log file is fsynced
-        too (one deleted meanwhile was compacted into a synced table), and
-        the directory, which LevelDB does not fsync when it creates a log.
+        An empty batch written with ``sync=True`` fsyncs only the current log.
+        When LevelDB switched memtables it closed the previous log without an
+        fsync, and writes still only there become durable only once that
+        memtable is in a table file. So, in this order:
+
+        1. every log but the newest (the rotated ones: a log deleted
+           meanwhile was compacted into a synced table), then the directory,
+           which LevelDB does not fsync when it creates a log;
+        2. the synced empty batch, which fsyncs the current log;
+        3. if that batch itself switched logs (it found the memtable full),
+           the log it left behind, and the directory again.
+
+        Rotated logs come first because a cut between the steps must leave the
+        older writes durable whenever newer ones are: the current log durable
+        and a rotated one not would recover the later writes after a hole.
+        A cut after step 2 leaves only the empty batch in the new log.
         """
         db = self._live()
         if self.read_only:
             return
         try:
+            before = self._fsync_rotated_logs(())
+        except OSError as exc:
+            self._raise_native(exc, "sync")
+        try:
             db.write_batch(sync=True).write()
         except Exception as exc:
             self._raise_native(exc, "sync")
         try:
-            for log in sorted(self._data_path.glob("*.log")):
-                fsync_file(log)
-            fsync_directory(self._data_path)
+            if self._logs()[-1:] != before[-1:]:
+                self._fsync_rotated_logs(before[:-1])
         except OSError as exc:
             self._raise_native(exc, "sync")
+
+    def _logs(self) -> list[Path]:
+        """Return LevelDB's log files, oldest (lowest number) first."""
+        return sorted(self._data_path.glob("*.log"), key=lambda log: (len(log.name), log.name))
+
+    def _fsync_rotated_logs(self, done: Sequence[Path]) -> list[Path]:
+        """Fsync every log but the newest (less those in *done*), then the directory.
+
+        Returns the logs found, oldest first.
+        """
+        logs = self._logs()
+        for log in logs[:-1]:
+            if log not in done:
+                fsync_file(log)
+        fsync_directory(self._data_path)
+        return logs
 
     def compact(self) -> None:
         """Compact every namespace, dropping deleted entries and giving their disk space back."""

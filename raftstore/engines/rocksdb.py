@@ -25,10 +25,61 @@ table files it no longer lists are deleted). This engine opens with
 tolerate-corrupted-tail-records recovery and paranoid checks, so only a torn
 final WAL record (a write that never returned) is dropped, and it opens an
 existing database read-write only after a read-only open (which changes no
-file) has shown that the MANIFEST still lists every table file whose writes
-no WAL holds. RocksDB's log reader loops forever on a record of the
-"recyclable" types in a WAL that was not recycled (as damage can make one):
-those are looked for first, in Python, and refused.
+file) and the MANIFEST check below have passed. RocksDB's log reader loops
+forever on a record of the "recyclable" types in a WAL that was not recycled
+(as damage can make one): those are looked for first, in Python, and refused.
+
+The MANIFEST check (`RocksDBEngine._check_table_files`). RocksDB reads a
+truncated MANIFEST as an older valid one and then deletes the table files it
+no longer lists; the writes those held are gone if the WALs they were flushed
+from were deleted too. The check reads, in Python, the MANIFEST's VersionEdit
+records (the default column family's log number L, the last sequence number S,
+the highest sequence number F any added table held, every table number ever
+added) and every write batch header (sequence, count) of the WALs numbered L
+or more, the ones RocksDB replays. It rests on RocksDB's order of work: a
+table file is synced before the MANIFEST record adding it; a WAL is deleted
+only after a synced MANIFEST record says its writes are flushed (L moved past
+it); a compaction's inputs only after the record replacing them; a synced
+write fsyncs every WAL still open, so the older ones first. A power cut (or
+SIGKILL) therefore leaves a MANIFEST that is a prefix of what was written,
+every WAL numbered L or more that held a synced write, and possibly table
+files no record lists: unfinished flush or compaction outputs and obsolete
+files whose unlink was lost. The open is refused when:
+
+1. the first write the replayed WALs hold comes after S + 1: writes S+1..
+   are in no WAL and no table listed (the MANIFEST lost the record that
+   moved L, and the WALs it let go are deleted);
+2. the WALs' write batches leave a gap (a WAL, or part of one, is missing
+   while later writes are there; RocksDB would recover them after a hole);
+3. a complete table file no record lists, numbered at least L and above the
+   MANIFEST's own number, holds writes above F (so it is no compaction of
+   listed tables), and fewer than two WALs numbered from L to just below it
+   are left, none of them holding a write it holds: the WALs it was flushed
+   from are gone. (An unfinished flush leaves the WAL its memtable was
+   written to and the WAL switched to before the flush, both below the
+   table's number.)
+
+What it accepts as harmless: tables a record added and a later one deleted
+(obsolete compaction inputs; their seqnos can exceed every listed table's,
+zeroed by a bottommost compaction), tables older than the MANIFEST or L,
+incomplete tables (no footer: never synced), compaction outputs (writes up to
+F), and flushes whose record was lost with their WALs still there, even when
+the table holds writes the WAL lost (unsynced, never acknowledged): RocksDB
+then recovers the WAL's prefix and deletes the table.
+
+What it cannot detect: a truncated MANIFEST whose lost records only compacted
+(nothing lost: RocksDB fails on the deleted inputs, or replays the WALs); a
+lost flush whose writes a later lost compaction wrote, seqnos zeroed, into a
+table that is itself unlisted (its writes look no newer than F) while no WAL
+holds later writes; a MANIFEST truncated by exactly the records after which
+nothing was written or deleted. It can refuse (safely, never silently) a
+state a power cut leaves on ext4 without a journal with unsynced writes: an
+unfinished flush whose WAL lost every write and whose next WAL's name did not
+reach the disk, or unsynced writes reaching the disk out of order across two
+WALs (rule 2: RocksDB would recover a hole). The WALs are read in full at
+every read-write open of an existing database (about as long as RocksDB's
+own replay); the check does not verify checksums, RocksDB's read-only open
+has already done so.
 """
 
 from __future__ import annotations
@@ -84,8 +135,8 @@ _LOG_HEADER = 7
 #: Record types of recycled log files. raftstore never recycles WALs, so one of these is
 #: damage, and RocksDB's reader loops forever on it instead of reporting it.
 _RECYCLABLE_TYPES = frozenset((5, 6, 7, 8, 11))
-#: Full and first fragments: a write batch starts here, with its sequence number.
-_BATCH_START_TYPES = frozenset((1, 2))
+#: Fragment types of a logical record: whole, or first, middle and last pieces.
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 #: Attempts at a read-only (re)open beside a writer that is replacing files meanwhile.
 _READ_ONLY_ATTEMPTS = 5
 
@@ -126,29 +177,66 @@ def _read_whole(path: Path) -> Any:
         return b""
 
 
-def _log_scan(path: Path, start: int = 0) -> tuple[str | None, int, int | None]:
+def _log_scan(path: Path, start: int = 0) -> tuple[str | None, int]:
     """Scan the log file *path* from *start* (a record boundary).
 
-    Returns ``(problem, resume, first_sequence)``: a description of a record
-    RocksDB cannot read without looping (or None), the offset to resume a
-    later scan at, and the sequence number of the first write batch (WAL).
+    Returns ``(problem, resume)``: a description of a record RocksDB cannot
+    read without looping (or None), and the offset to resume a later scan at.
     """
     data = _read_whole(path)
     resume = start
-    first: int | None = None
     try:
-        for pos, kind, length in _log_records(data, start):
+        for pos, kind, _ in _log_records(data, start):
             if kind in _RECYCLABLE_TYPES:
-                problem = f"{path.name} has a record of unknown type {kind} at offset {pos}"
-                return problem, pos, first
-            batch_start = kind in _BATCH_START_TYPES and length >= 12
-            if first is None and batch_start and pos + _LOG_HEADER + 8 <= len(data):
-                first = int.from_bytes(data[pos + 7 : pos + 15], "little")
+                return f"{path.name} has a record of unknown type {kind} at offset {pos}", pos
             resume = pos
     finally:
         if isinstance(data, mmap.mmap):
             data.close()
-    return None, resume, first
+    return None, resume
+
+
+def _logical_records(data: Any) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(offset, payload)`` of each whole logical record, fragments joined.
+
+    Only records whose every fragment is in the file are yielded (a torn
+    tail is dropped, as RocksDB drops it); a fragment out of order starts
+    over, as RocksDB's reader does. No checksum is checked here: these
+    checks run after RocksDB itself has read the files without complaint.
+    """
+    parts: list[bytes] = []
+    start = 0
+    for pos, kind, length in _log_records(data):
+        if pos + _LOG_HEADER + length > len(data):
+            return
+        payload = bytes(data[pos + _LOG_HEADER : pos + _LOG_HEADER + length])
+        if kind == _FULL:
+            parts = []
+            yield pos, payload
+        elif kind == _FIRST:
+            parts, start = [payload], pos
+        elif kind == _MIDDLE and parts:
+            parts.append(payload)
+        elif kind == _LAST and parts:
+            parts.append(payload)
+            yield start, b"".join(parts)
+            parts = []
+        else:
+            parts = []
+
+
+def _wal_batches(path: Path) -> list[tuple[int, int]]:
+    """Return ``(sequence, count)`` of each whole write batch in the WAL *path*, in order."""
+    data = _read_whole(path)
+    try:
+        return [
+            (int.from_bytes(payload[:8], "little"), int.from_bytes(payload[8:12], "little"))
+            for _, payload in _logical_records(data)
+            if len(payload) >= 12
+        ]
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
 
 
 def _largest_sequence(path: Path) -> int | None:
@@ -181,6 +269,156 @@ def _largest_sequence(path: Path) -> int | None:
 def _file_number(name: str) -> int:
     stem = name.split(".", 1)[0].split("-")[-1]
     return int(stem) if stem.isdigit() else -1
+
+
+#: The footer magic number that ends every complete block-based table file.
+_TABLE_MAGIC = (0x88E241B785F4CFF7).to_bytes(8, "little")
+
+# VersionEdit tags (RocksDB db/version_edit.h) that the MANIFEST check reads or steps over.
+_TAG_COMPARATOR = 1
+_TAG_LOG_NUMBER = 2
+_TAG_NEXT_FILE = 3
+_TAG_LAST_SEQUENCE = 4
+_TAG_COMPACT_CURSOR = 5
+_TAG_DELETED_FILE = 6
+_TAG_PREV_LOG_NUMBER = 9
+_TAG_MIN_LOG_TO_KEEP = 10
+_TAG_NEW_FILE4 = 103
+_TAG_COLUMN_FAMILY = 200
+_TAG_COLUMN_FAMILY_ADD = 201
+_TAG_COLUMN_FAMILY_DROP = 202
+_TAG_MAX_COLUMN_FAMILY = 203
+_TAG_IN_ATOMIC_GROUP = 300
+_TAG_BLOB_FILE_ADDITION = 400
+_TAG_BLOB_FILE_GARBAGE = 401
+#: Tags with this bit are forward compatible: a length-prefixed value any reader may skip.
+_TAG_SAFE_IGNORE = 1 << 13
+#: The last custom field of a kNewFile4 record.
+_NEW_FILE_TERMINATE = 1
+_VARINT_TAGS = frozenset(
+    (_TAG_LOG_NUMBER, _TAG_NEXT_FILE, _TAG_LAST_SEQUENCE, _TAG_PREV_LOG_NUMBER,
+     _TAG_MIN_LOG_TO_KEEP, _TAG_MAX_COLUMN_FAMILY, _TAG_IN_ATOMIC_GROUP)
+)  # fmt: skip
+_SLICE_TAGS = frozenset(
+    (_TAG_COMPARATOR, _TAG_COLUMN_FAMILY_ADD, _TAG_BLOB_FILE_ADDITION, _TAG_BLOB_FILE_GARBAGE)
+)
+
+
+class _Unreadable(Exception):
+    """A MANIFEST record this parser does not understand."""
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """Decode a little-endian base-128 varint at *pos*; return ``(value, next position)``."""
+    number = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise _Unreadable("a varint runs past its record")
+        byte = data[pos]
+        pos += 1
+        number |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return number, pos
+
+
+def _slice(data: bytes, pos: int) -> tuple[bytes, int]:
+    """Decode a length-prefixed slice at *pos*; return ``(bytes, next position)``."""
+    length, pos = _varint(data, pos)
+    if pos + length > len(data):
+        raise _Unreadable("a slice runs past its record")
+    return data[pos : pos + length], pos + length
+
+
+class _Manifest:
+    """What the MANIFEST RocksDB recovers from records about the default column family.
+
+    ``log_number``: WALs numbered below it hold only flushed writes (RocksDB
+    skips them). ``last_sequence``: the database's last sequence number when
+    the last edit was written. ``flushed``: the highest ``largest_seqno`` any
+    table file added by any edit held when it was added (compactions that
+    zero sequence numbers lower a file's value, never this history).
+    ``added``: every table file number an edit added; ``live``: those not
+    deleted since.
+    """
+
+    def __init__(self, data: Any) -> None:
+        self.log_number = 0
+        self.last_sequence = 0
+        self.flushed = 0
+        self.added: set[int] = set()
+        self.live: set[int] = set()
+        for _, record in _logical_records(data):
+            self._apply(record)
+
+    def _apply(self, edit: bytes) -> None:
+        pos, family = 0, 0
+        while pos < len(edit):
+            tag, pos = _varint(edit, pos)
+            if tag in _VARINT_TAGS:
+                value, pos = _varint(edit, pos)
+                if tag == _TAG_LOG_NUMBER and family == 0:
+                    self.log_number = max(self.log_number, value)
+                elif tag == _TAG_LAST_SEQUENCE:
+                    self.last_sequence = value
+            elif tag in _SLICE_TAGS or tag & _TAG_SAFE_IGNORE:
+                _, pos = _slice(edit, pos)
+            elif tag == _TAG_COLUMN_FAMILY:
+                family, pos = _varint(edit, pos)
+            elif tag == _TAG_COLUMN_FAMILY_DROP:
+                pass
+            elif tag == _TAG_COMPACT_CURSOR:
+                _, pos = _varint(edit, pos)
+                _, pos = _slice(edit, pos)
+            elif tag == _TAG_DELETED_FILE:
+                _, pos = _varint(edit, pos)
+                number, pos = _varint(edit, pos)
+                if family == 0:
+                    self.live.discard(number)
+            elif tag == _TAG_NEW_FILE4:
+                _, pos = _varint(edit, pos)  # level
+                number, pos = _varint(edit, pos)
+                _, pos = _varint(edit, pos)  # size
+                _, pos = _slice(edit, pos)  # smallest key
+                _, pos = _slice(edit, pos)  # largest key
+                _, pos = _varint(edit, pos)  # smallest sequence
+                largest, pos = _varint(edit, pos)
+                while True:
+                    field, pos = _varint(edit, pos)
+                    if field == _NEW_FILE_TERMINATE:
+                        break
+                    _, pos = _slice(edit, pos)
+                if family == 0:
+                    self.added.add(number)
+                    self.live.add(number)
+                    self.flushed = max(self.flushed, largest)
+            else:
+                raise _Unreadable(f"unknown VersionEdit tag {tag}")
+
+
+def _read_manifest(path: Path) -> _Manifest | None:
+    """Parse the MANIFEST *path*; None when a record is not understood."""
+    data = _read_whole(path)
+    try:
+        return _Manifest(data)
+    except _Unreadable:
+        return None
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
+
+
+def _complete_table(path: Path) -> bool:
+    """Tell whether table file *path* ends with the footer of a complete table."""
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size < len(_TABLE_MAGIC):
+                return False
+            file.seek(size - len(_TABLE_MAGIC))
+            return file.read() == _TABLE_MAGIC
+    except OSError:
+        return False
 
 
 class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
@@ -337,7 +575,7 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
             if size < known_size:
                 resume = 0  # replaced or truncated: scan it all again
             if size != known_size or name not in self._scanned:
-                problem, resume, _ = _log_scan(self._data_path / name, resume)
+                problem, resume = _log_scan(self._data_path / name, resume)
                 if problem is not None:
                     raise self._damaged(problem)
             scanned[name] = (size, resume)
@@ -345,14 +583,12 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
         return files
 
     def _check_table_files(self, db: rocksdict.Rdict) -> None:
-        """Check, in read-only *db*, that the MANIFEST lists every table file holding lost writes.
+        """Check, from read-only *db*, that RocksDB would recover every write its files hold.
 
-        A truncated MANIFEST reads as an older valid one; a read-write open
-        would then delete the table files written since, and their writes
-        with them. A table file the MANIFEST does not list is a leftover of a
-        crash (harmless) only when its writes are older than those of the
-        listed table files (an unfinished compaction, or inputs not yet
-        deleted) or a WAL still holds them (an unfinished flush). *db* is closed.
+        *db* is closed. Raises `CorruptionError` when the MANIFEST and the WALs
+        show a hole in the writes RocksDB would recover, the sign of a
+        truncated or damaged MANIFEST (or of a missing WAL). The criterion and
+        its limits are stated in the module's "The MANIFEST check" section.
         """
         try:
             live = {entry["name"].lstrip("/") for entry in db.live_files()}
@@ -361,36 +597,72 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
             db.close()
             self._raise_native(exc, "open")
         db.close()
+        data = self._data_path
         try:
-            tables = sorted(name for name in os.listdir(self._data_path) if name.endswith(".sst"))
+            names = os.listdir(data)
+            manifest_name = (data / "CURRENT").read_bytes().decode("ascii", "replace").strip()
         except OSError as exc:
             self._raise_native(exc, "listing")
-        unlisted = [name for name in tables if name not in live]
-        if not unlisted:
+        unlisted = sorted(n for n in names if n.endswith(".sst") and n not in live)
+        manifest = _read_manifest(data / manifest_name)
+        if manifest is None or manifest.live != {_file_number(n) for n in live}:
+            if unlisted:
+                raise self._damaged(
+                    f"table files {', '.join(unlisted)} are not listed in {manifest_name}, "
+                    "whose records this check cannot read, so it cannot tell whether the "
+                    "MANIFEST lost them"
+                )
             return
-        listed_newest = max(
-            (_largest_sequence(self._data_path / name) or 0 for name in live), default=0
+        # The WALs RocksDB replays, oldest first, and the first sequence number each holds.
+        wals = sorted(
+            (_file_number(n), n)
+            for n in names
+            if n.endswith(".log") and _file_number(n) >= manifest.log_number
         )
-        wal_firsts = [
-            first
-            for name in os.listdir(self._data_path)
-            if name.endswith(".log")
-            for _, _, first in [_log_scan(self._data_path / name)]
-            if first is not None
-        ]
-        oldest_in_wal = min(wal_firsts, default=None)
+        firsts: dict[int, int] = {}
+        expected: int | None = None
+        where = ""
+        for number, name in wals:
+            for sequence, count in _wal_batches(data / name):
+                firsts.setdefault(number, sequence)
+                if expected is None and sequence > manifest.last_sequence + 1:
+                    raise self._damaged(
+                        f"{name} starts at sequence {sequence}, but {manifest_name} accounts "
+                        f"for writes only up to {manifest.last_sequence}: writes "
+                        f"{manifest.last_sequence + 1}..{sequence - 1} are in no WAL and no "
+                        "table file it lists; the MANIFEST is truncated or damaged, or a WAL "
+                        "is missing"
+                    )
+                if expected is not None and sequence > expected:
+                    raise self._damaged(
+                        f"writes {expected}..{sequence - 1} are missing between {where} and "
+                        f"{name}, but writes after them are there: a WAL, or part of one, is "
+                        "missing (RocksDB would recover the later writes without the earlier)"
+                    )
+                expected = max(expected or 0, sequence + count)
+                where = name
+        manifest_number = _file_number(manifest_name)
         for name in unlisted:
-            newest = _largest_sequence(self._data_path / name)
-            if newest is not None and newest <= listed_newest:
-                continue
-            in_a_wal = oldest_in_wal is not None and newest is not None
-            if in_a_wal and oldest_in_wal <= newest <= recovered:  # type: ignore[operator]
-                continue
+            number = _file_number(name)
+            if number in manifest.added or number < manifest_number:
+                continue  # obsolete: deleted by a recorded edit, or older than this MANIFEST
+            if number < manifest.log_number or not _complete_table(data / name):
+                continue  # its writes' WALs were flushed since; or never finished nor synced
+            newest = _largest_sequence(data / name)
+            if newest is not None and newest <= manifest.flushed:
+                continue  # a compaction's output: its inputs are still listed
+            sources = [w for w, _ in wals if w < number]
+            holds = [w for w in sources if w in firsts and (newest is None or firsts[w] <= newest)]
+            if len(sources) >= 2 or holds:
+                continue  # a flush whose edit was not written: its WALs are still there
             held = "writes of unknown sequence" if newest is None else f"writes up to {newest}"
+            left = ", ".join(f"{w:06d}.log" for w in sources) or "none"
             raise self._damaged(
-                f"table file {name} holds {held}, which neither the MANIFEST nor a WAL holds "
-                f"(the database recovers only to sequence {recovered}): the MANIFEST is "
-                "truncated or damaged"
+                f"table file {name} holds {held}, which neither {manifest_name} (it accounts "
+                f"for flushed writes up to {manifest.flushed}) nor a WAL holds: the WALs "
+                f"numbered {manifest.log_number} to {number - 1} it was flushed from are gone "
+                f"(left: {left}, holding none of its writes) and the database would recover "
+                f"only to sequence {recovered}: the MANIFEST is truncated or damaged"
             )
 
     # -- read-only handles ------------------------------------------------------------------
