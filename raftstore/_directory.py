@@ -24,6 +24,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import stat
 from pathlib import Path
@@ -53,6 +54,7 @@ _MAX_MARKER_SIZE = 64 * 1024
 CREATING, READY = "creating", "ready"
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_log = logging.getLogger("raftstore")
 
 
 def fsync_directory(directory: Path) -> None:
@@ -206,6 +208,7 @@ class DirectoryLock:
             holder = _lock_holder(fd)
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                _log.info("store %s is locked by %s", directory, holder or "another handle")
                 raise StoreLockedError(
                     f"store {directory} is locked by {holder or 'another handle'}:"
                     " one writer at a time. Stop that process (or close that handle)"

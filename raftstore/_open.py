@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -91,6 +92,7 @@ STORE_OPTIONS: Mapping[str, tuple[type, Any]] = {
     "read_only": (bool, False),
     "create": (bool, True),
 }
+_log = logging.getLogger("raftstore")
 #: Most stable records checked at open (raft keeps three).
 _STABLE_CHECKED_AT_OPEN = 4096
 
@@ -336,8 +338,28 @@ def open_store(
         if marker is None or marker.get("state") == CREATING:
             if read_only or not create:
                 raise StoreNotFoundError(f"no raftstore store at {path}")
-            return _create(path, opening, lock, marker, sync=sync, options=options)
-        return _open_existing(path, opening, lock, marker, sync, read_only, options)
+            if marker is not None:
+                _log.info("finishing the creation of %s, which was interrupted", path)
+            store = _create(path, opening, lock, marker, sync=sync, options=options)
+            _log.info("created %s (engine %s, codec %s)", path, store.engine, store.codec)
+            return store
+        store = _open_existing(path, opening, lock, marker, sync, read_only, options)
+        _log.debug(
+            "opened %s (engine %s, codec %s, format %d%s): logs %d..%d",
+            path,
+            store.engine,
+            store.codec,
+            store.format_version,
+            ", read-only" if read_only else "",
+            store.first_index(),
+            store.last_index(),
+        )
+        return store
+    except CorruptionError as exc:
+        _log.error("refused to open %s: %s", path, exc)
+        if lock is not None:
+            lock.release()
+        raise
     except BaseException:
         if lock is not None:
             lock.release()

@@ -27,6 +27,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -537,6 +538,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"raftstore {raftstore.__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="log_level",
+        action="count",
+        default=0,
+        help="log what the library does to stderr (-v: opens, recovery, compaction,"
+        " migration, damage found; -vv: everything)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = _add_command(
@@ -654,6 +664,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``raftstore`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.log_level:
+        logging.basicConfig(
+            stream=sys.stderr,
+            format="raftstore: %(levelname)s %(name)s: %(message)s",
+            level=logging.DEBUG if args.log_level > 1 else logging.INFO,
+        )
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
@@ -661,6 +677,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except (RaftStoreError, OSError) as exc:
         message = " ".join(str(exc).split())
+        if isinstance(exc, StoreLockedError) and " is locked by " in message:
+            # The library's advice speaks Python (read_only=True); say it in shell terms.
+            message = message.split(":")[0] + (
+                ": one writer at a time. Stop that process (the node using the store) and run"
+                " the command again; to look at a store while its node runs, use"
+                " 'raftstore inspect' or 'raftstore verify' on an lmdb or rocksdb store"
+            )
         print(f"raftstore: error: {message}", file=sys.stderr)
         return exit_code_for(exc)
     return code

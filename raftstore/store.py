@@ -8,6 +8,7 @@ logs, that the decoded index is the key's.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import threading
@@ -84,6 +85,7 @@ _unpack_index = _INDEX.unpack
 _crc32 = zlib.crc32
 
 _OPEN, _CLOSED, _FORKED = "open", "closed", "forked"
+_log = logging.getLogger("raftstore")
 
 
 # Stores open in this process, so a forked child can mark its inherited
@@ -785,7 +787,9 @@ class RaftStore:
                 self._raise_unusable()
             if self._read_only:
                 self._raise_read_only("compact")
+            _log.info("compacting %r", self)
             self._engine.compact()
+            _log.info("compacted %r", self)
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of the store: what it is, its bounds, its disk usage and its counters.

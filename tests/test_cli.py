@@ -314,6 +314,9 @@ def test_locked_store_names_the_holder(engine: str, make_store: Callable[..., Pa
     with raftstore.open(path):
         compact = run("compact", str(path))
         assert_one_line_error(compact, cli.EXIT_LOCKED, f"process {os.getpid()}")
+        # Shell terms, not Python keywords.
+        assert "Stop that process" in compact.stderr
+        assert "read_only" not in compact.stderr
         migrate = run("migrate", str(path), str(path.parent / "copy"))
         assert_one_line_error(migrate, cli.EXIT_LOCKED, f"process {os.getpid()}")
         assert not (path.parent / "copy").exists()

@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -363,3 +365,26 @@ def test_an_unreadable_marker_is_corruption(content: bytes, tmp_path: Path) -> N
     with pytest.raises(CorruptionError, match=r"raftstore\.json") as caught:
         raftstore.open(path)
     assert len(str(caught.value)) < 500
+
+
+def test_damage_found_at_open_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "db"
+    _fill(path, "lmdb")
+    shutil.rmtree(path / "data")
+    with caplog.at_level("ERROR", logger="raftstore"), pytest.raises(CorruptionError):
+        raftstore.open(path)
+    assert any("refused to open" in record.message for record in caplog.records)
+
+
+def test_the_cli_logs_with_v(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    _fill(path, "lmdb")
+    result = subprocess.run(
+        [sys.executable, "-m", "raftstore", "-vv", "compact", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "raftstore: INFO raftstore: compacting" in result.stderr
+    assert "raftstore: DEBUG raftstore: opened" in result.stderr
