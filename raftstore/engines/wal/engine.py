@@ -36,6 +36,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
@@ -82,7 +83,24 @@ from raftstore.engines.wal.stable import (
 )
 from raftstore.errors import CorruptionError, InvalidArgumentError, ReadOnlyError, StorageError
 
-__all__ = ["WalEngine"]
+__all__ = ["SegmentInfo", "WalEngine"]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    """One segment of an open wal store, as `WalEngine.segments` describes it."""
+
+    id: int
+    path: Path
+    #: First index (0: none yet) and live entries.
+    base: int
+    count: int
+    sealed: bool
+    #: Offset of its index frame (sealed) or last checkpoint (tail); 0: none.
+    index_offset: int
+    #: Offset after its last written frame (the tail's next batch goes there).
+    end: int
+
 
 _MIB = 1024 * 1024
 _INDEX = struct.Struct(">Q")
@@ -729,6 +747,13 @@ class WalEngine(Engine):
         self._last = new_last
         self._switch(keep, tail, dropped)
         self._must_rotate = False
+
+    def segments(self) -> list[SegmentInfo]:
+        """The live segments, oldest first (the last is the tail), for tools and tests."""
+        return [
+            SegmentInfo(s.id, s.path, s.base, s.count, s.sealed, s.index_offset, s.write_offset)
+            for s in [*self._sealed, self._tail]
+        ]
 
     # -- lifecycle -------------------------------------------------------------
 
