@@ -49,6 +49,13 @@ import raftstore
 from raftstore._records import FORMAT_VERSION, record_format
 from raftstore.codecs.base import Codec
 from raftstore.engines.base import LOGS
+from raftstore.errors import (
+    ConfigurationError,
+    EngineUnavailableError,
+    RaftStoreError,
+    UnknownCodecError,
+    UnknownEngineError,
+)
 from raftstore.log import Log, LogType
 from raftstore.registry import create_codec, get_engine_class
 
@@ -665,6 +672,18 @@ def open_raw(engine: str, path: Path | None, codec: Codec, *, sync: bool) -> Raw
 
 
 _RAW_ENGINES = ("lmdb", "rocksdb", "leveldb", "memory")
+#: The note on a store row whose engine has no raw binding to compare with.
+NO_RAW = "no raw baseline"
+
+
+def has_raw(engine: str) -> bool:
+    """True when *engine* has a raw-binding twin (`open_raw` knows it)."""
+    return engine in _RAW_ENGINES
+
+
+def _persistent(engine: str) -> bool:
+    """True when *engine* keeps its data on disk (so it can be reopened)."""
+    return bool(get_engine_class(engine).persistent)
 
 
 # -- subjects: something measured in rounds -------------------------------------------------------
@@ -1022,8 +1041,8 @@ class _Runner:
         return path
 
     def _open_store(self, engine: str, codec: str, path: Path | None, *, sync: bool) -> Any:
-        if engine == "memory" or path is None:
-            return raftstore.open("memory://", codec=codec, sync=sync)
+        if path is None:
+            return raftstore.open(f"{engine}://", codec=codec, sync=sync)
         return raftstore.open(path, engine=engine, codec=codec, sync=sync)
 
     def _journal_subjects(
@@ -1099,20 +1118,28 @@ class _Runner:
 
         for engine in self.config.engines:
             for codec in self.config.codecs:
-                path = None if engine == "memory" else self._tmp(f"{engine}-{codec}")
+                persistent = _persistent(engine)
+                path = self._tmp(f"{engine}-{codec}") if persistent else None
                 store_step = stepper()
                 store = self._open_store(engine, codec, path, sync=sync)
                 subjects.append(
                     _engine_subject(
-                        "raftstore", engine, codec, store_step, handle=StoreHandle(store)
+                        "raftstore",
+                        engine,
+                        codec,
+                        store_step,
+                        handle=StoreHandle(store),
+                        note="" if has_raw(engine) else NO_RAW,
                     )
                 )
-                raw_path = None if engine == "memory" else self._tmp(f"raw-{engine}-{codec}")
+                if path is not None:
+                    paths.append(path)
+                if not has_raw(engine):
+                    continue
+                raw_path = self._tmp(f"raw-{engine}-{codec}") if persistent else None
                 if raw_path is not None:
                     raw_path.mkdir()
                     paths.append(raw_path)
-                if path is not None:
-                    paths.append(path)
                 raw_handle = open_raw(engine, raw_path, self.codecs[codec], sync=sync)
                 subjects.append(_engine_subject("raw", engine, codec, stepper(), handle=raw_handle))
         if self._baselines and not sync:
@@ -1245,11 +1272,11 @@ class _Runner:
         ladder_results: dict[tuple[str, int], list[Subject]],
         rss_results: list[Result],
     ) -> None:
-        persistent = engine != "memory"
+        persistent = _persistent(engine)
         path = self._tmp(f"data-{engine}-{codec}") if persistent else None
         data = None if path is None else path / "data"
         store = self._open_store(engine, codec, path, sync=False)
-        raw_memory = RawMemory(self.codecs[codec]) if not persistent else None
+        raw_memory = RawMemory(self.codecs[codec]) if not persistent and has_raw(engine) else None
         filled = 0
         try:
             for size in sizes:
@@ -1290,13 +1317,20 @@ class _Runner:
                         engine, codec, step, path, data, per_round=True
                     )
                 else:
-                    assert raw_memory is not None
                     subjects = [
                         _engine_subject(
-                            "raftstore", engine, codec, step, handle=StoreHandle(store)
-                        ),
-                        _engine_subject("raw", engine, codec, step, handle=raw_memory),
+                            "raftstore",
+                            engine,
+                            codec,
+                            step,
+                            handle=StoreHandle(store),
+                            note="" if raw_memory is not None else NO_RAW,
+                        )
                     ]
+                    if raw_memory is not None:
+                        subjects.append(
+                            _engine_subject("raw", engine, codec, step, handle=raw_memory)
+                        )
                 _interleave(subjects, self.sizes, self.progress)
                 for subject in subjects:
                     if subject.per_round:
@@ -1322,16 +1356,20 @@ class _Runner:
     ) -> list[Subject]:
         """The store on *path* and its raw twin on *data*, each opening its own handles."""
         codec_object = self.codecs[codec]
+        store = _engine_subject(
+            "raftstore",
+            engine,
+            codec,
+            step,
+            opener=lambda: StoreHandle(self._open_store(engine, codec, path, sync=False)),
+            per_round=per_round,
+            timed_open=timed_open,
+            note="" if has_raw(engine) else NO_RAW,
+        )
+        if not has_raw(engine):
+            return [store]
         return [
-            _engine_subject(
-                "raftstore",
-                engine,
-                codec,
-                step,
-                opener=lambda: StoreHandle(self._open_store(engine, codec, path, sync=False)),
-                per_round=per_round,
-                timed_open=timed_open,
-            ),
+            store,
             _engine_subject(
                 "raw",
                 engine,
@@ -1346,11 +1384,16 @@ class _Runner:
     def _rss(self, engine: str, codec: str, path: Path, data: Path, size: int) -> list[Result]:
         results = []
         for kind, target in (("raftstore", path), ("raw", data)):
+            if kind == "raw" and not has_raw(engine):
+                continue
             probe = run_rss_probe(kind, engine, codec, target, size)
             if probe is None:
                 continue
             subject = f"{engine}/{codec}" if kind == "raftstore" else f"raw {engine}"
-            results.append(_rss_result(subject, kind, engine, codec, size, probe))
+            result = _rss_result(subject, kind, engine, codec, size, probe)
+            if not has_raw(engine):
+                result.note = NO_RAW
+            results.append(result)
         return results
 
     def _journal_datasets(
@@ -1896,47 +1939,46 @@ def run_benchmarks(config: BenchConfig, *, progress: TextIO | None = None) -> Re
     return report
 
 
-def _names(text: str | None, known: Sequence[str], what: str) -> list[str] | None:
+def _names(
+    text: str | None, known: Sequence[str], what: str, error: type[RaftStoreError]
+) -> list[str] | None:
     if text is None:
         return None
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise SystemExit(
-            f"raftstore bench: unknown {what} {', '.join(unknown)}; known: {', '.join(known)}"
-        )
+        raise error(f"bench: unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
     return names
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    """Build a `BenchConfig` from ``raftstore bench`` arguments (unusable names exit)."""
+    """Build a `BenchConfig` from ``raftstore bench`` arguments.
+
+    Raises `UnknownEngineError` / `UnknownCodecError` for a name nobody registered,
+    `EngineUnavailableError` for one whose package is missing and `ConfigurationError`
+    for an unknown workload (the CLI turns them into its documented exit codes).
+    """
     engines_info = {info.name: info for info in raftstore.available_engines()}
     codecs_info = {info.name: info for info in raftstore.available_codecs()}
-    engines = _names(args.engines, list(engines_info), "engine") or [
+    engines = _names(args.engines, list(engines_info), "engine", UnknownEngineError) or [
         name for name, info in engines_info.items() if info.available
     ]
-    codecs = _names(args.codecs, list(codecs_info), "codec") or [
+    codecs = _names(args.codecs, list(codecs_info), "codec", UnknownCodecError) or [
         name for name, info in codecs_info.items() if info.available
     ]
     for name in engines:
         if not engines_info[name].available:
-            raise SystemExit(
-                f"raftstore bench: engine {name!r} is not available here:"
-                f" {engines_info[name].install_hint}"
+            raise EngineUnavailableError(
+                f"bench: engine {name!r} is not available here: {engines_info[name].install_hint}"
             )
     for name in codecs:
         if not codecs_info[name].available:
-            raise SystemExit(
-                f"raftstore bench: codec {name!r} is not available here:"
-                f" {codecs_info[name].install_hint}"
+            raise EngineUnavailableError(
+                f"bench: codec {name!r} is not available here: {codecs_info[name].install_hint}"
             )
-    missing_raw = [name for name in engines if name not in _RAW_ENGINES]
-    if missing_raw:
-        raise SystemExit(
-            f"raftstore bench: no raw baseline for engine {', '.join(missing_raw)};"
-            f" benchmarked engines: {', '.join(_RAW_ENGINES)}"
-        )
-    workloads = _names(args.workloads, list(WORKLOADS), "workload") or list(WORKLOADS)
+    workloads = _names(args.workloads, list(WORKLOADS), "workload", ConfigurationError) or list(
+        WORKLOADS
+    )
     syncs = [True, False] if args.sync is None else [args.sync]
     sizes = QUICK if args.quick else FULL
     if getattr(args, "smoke", False):

@@ -15,6 +15,7 @@ import raftstore
 from raftstore import benchmark
 from raftstore._records import FORMAT_VERSION, record_format
 from raftstore.engines.base import LOGS
+from raftstore.errors import ConfigurationError, UnknownEngineError
 from raftstore.registry import create_codec
 from raftstore.store import index_key
 
@@ -83,8 +84,76 @@ def test_bench_options_select_the_matrix() -> None:
     assert config.codecs == ["msgpack"]
     assert config.syncs == [False]
     assert config.sizes is benchmark.QUICK
-    with pytest.raises(SystemExit, match="unknown workload"):
+    with pytest.raises(ConfigurationError, match="unknown workload"):
         benchmark.config_from_args(_parse("--workloads", "nope"))
+    with pytest.raises(UnknownEngineError, match="unknown engine nosuch"):
+        benchmark.config_from_args(_parse("--engines", "nosuch"))
+
+
+def _raftstore(*argv: str, prelude: str = "") -> subprocess.CompletedProcess[str]:
+    """``raftstore ARGV`` in a fresh interpreter, after running *prelude* there."""
+    code = f"import sys\n{prelude}\nfrom raftstore.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+
+
+def test_bench_unknown_engine_exits_unavailable() -> None:
+    done = _raftstore("bench", "--smoke", "--engines", "nosuch")
+    assert done.returncode == 5, done.stderr  # EXIT_UNAVAILABLE
+    assert "unknown engine nosuch" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+#: Two plug-in engines with no raw-binding twin: one in memory, one on disk.
+_PLUG_INS = """
+import raftstore
+from raftstore.engines.lmdb import LmdbEngine
+from raftstore.engines.memory import MemoryEngine
+
+class PlugInMemory(MemoryEngine):
+    name = "plugmem"
+
+class PlugInDisk(LmdbEngine):
+    name = "plugdisk"
+
+raftstore.register_engine("plugmem", PlugInMemory)
+raftstore.register_engine("plugdisk", PlugInDisk)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_bench_runs_a_plug_in_engine_without_a_raw_baseline(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = _raftstore(
+        "bench",
+        "--smoke",
+        "--engines",
+        "memory,plugmem,plugdisk",
+        "--codecs",
+        "msgpack",
+        "--no-baselines",
+        "--json",
+        str(out),
+        "--dir",
+        str(tmp_path / "stores"),
+        prelude=_PLUG_INS,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "plugmem/msgpack" in done.stdout
+    assert "no raw baseline" in done.stdout
+    results = json.loads(out.read_text())["results"]
+    plug_ins = [r for r in results if r["engine"] in ("plugmem", "plugdisk")]
+    assert {r["workload"] for r in plug_ins} >= {"append_1", "append_64", "get_random", "reopen"}
+    assert all(r["kind"] == "raftstore" for r in plug_ins)  # no raw twin invented
+    assert all(r["ratio_to_raw"] is None and r["note"] == "no raw baseline" for r in plug_ins)
+    memory = [r for r in results if r["engine"] == "memory" and r["kind"] == "raftstore"]
+    assert all(r["ratio_to_raw"] is not None for r in memory if r["workload"] != "rss")
 
 
 def test_tables_and_plot_render(tmp_path: Path) -> None:
