@@ -18,11 +18,12 @@ Two measurements per engine, each on a fresh store in ``--dir`` opened with
     range (writer ``w`` appends ``w * 10**12 + 1, + 2, ...``: disjoint,
     contiguous per writer) and a stable ``set`` of its own key, alternately.
     Reported: total ops/s, fsyncs per second, ops per fsync, and the speedup
-    over N = 1, next to the target of N/2.
+    over N = 1, next to the target of N/2; each the median of ``--rounds``
+    sweeps over every N (so a drifting fsync time skews every N alike).
 
 Nothing is asserted; it prints Markdown tables. Run it with::
 
-    python bench/bench_aio.py                       # lmdb and rocksdb, 3 s each
+    python bench/bench_aio.py                       # lmdb and rocksdb, 3 s each, 3 rounds
     python bench/bench_aio.py --engines lmdb --seconds 5 --dir /var/tmp
 """
 
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated names")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each measurement")
     parser.add_argument("--writers", default=",".join(map(str, WRITERS)), help="values of N")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the N-writer sweep")
     parser.add_argument("--dir", type=Path, default=None, help="where the stores go (a disk)")
     args = parser.parse_args(argv)
     engines = [name for name in args.engines.split(",") if name]
@@ -246,9 +248,22 @@ def main(argv: list[str] | None = None) -> int:
                     f" | {lag.writes_per_second:,.0f} |"
                 )
             print()
-            table: list[Throughput] = []
-            for count in counts:
-                table.append(asyncio.run(writers(engine, base, count, args.seconds)))
+            # Rounds over every N, medians per N: a disk whose fsync time drifts
+            # (other work on the machine) then skews every N alike.
+            runs: dict[int, list[Throughput]] = {count: [] for count in counts}
+            for round_number in range(args.rounds):
+                for count in counts:
+                    where = base / f"round-{round_number}"
+                    where.mkdir(exist_ok=True)
+                    runs[count].append(asyncio.run(writers(engine, where, count, args.seconds)))
+            table = [
+                Throughput(
+                    count,
+                    statistics.median(t.ops_per_second for t in runs[count]),
+                    statistics.median(t.syncs_per_second for t in runs[count]),
+                )
+                for count in counts
+            ]
             single = next((t.ops_per_second for t in table if t.writers == 1), None)
             print("| writers N | ops/s | fsyncs/s | ops per fsync | x N=1 | target N/2 |")
             print("|---:|---:|---:|---:|---:|---:|")
