@@ -53,6 +53,7 @@ def _rewrite_asserts(pytest: Any) -> None:
         "raftstore.testing.harness",
         "raftstore.testing.machine",
         "raftstore.testing.model",
+        "raftstore.testing.suite",
     )
 
 
