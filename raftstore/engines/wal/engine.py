@@ -66,8 +66,8 @@ from raftstore.engines.wal.segment import (
     kv_frame,
     read_index_frame,
     recover_tail,
-    segment_header,
     segment_name,
+    write_segment_header,
 )
 from raftstore.engines.wal.spare import PREALLOCATE_MODES, SparePreparer, prepare_file
 from raftstore.engines.wal.stable import (
@@ -208,12 +208,7 @@ class WalEngine(Engine):
                 os.unlink(directory / entry)  # left by a creation that was killed
             prepare_file(directory, 1, self._segment_size, self._preallocate)
             tail = Segment(directory, 1, 0, 0)
-            fd = os.open(tail.path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-            try:
-                os.pwrite(fd, segment_header(1), 0)
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
+            write_segment_header(tail.path, 1)
             self._next_id = 2
             write_manifest(directory, self._manifest(tail))
         except OSError as exc:
@@ -621,12 +616,7 @@ class WalEngine(Engine):
         segment = Segment(self.directory, segment_id, base, 0)
         segment.offsets = array("Q")
         try:
-            fd = os.open(segment.path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-            try:
-                os.pwrite(fd, segment_header(segment_id), 0)
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
+            write_segment_header(segment.path, segment_id)
             segment.open(writable=True, minimum_size=0)
         except (OSError, CorruptionError) as exc:
             segment.close()

@@ -2,7 +2,7 @@
 
 A segment file is a 32-byte header followed by 8-byte aligned frames::
 
-    segment header   magic "RSWALSEG" | version u32 | crc u32 | segment id u64 | reserved u64
+    segment header   magic "RSWALSEG" | version u32 | crc u32 | segment id u64 | size u64
     frame header     type u8 | flags u8 | reserved u16 | length u32 | group id u64   (16 bytes)
     frame payload    length bytes, then zero padding to the next multiple of 8
 
@@ -48,6 +48,7 @@ __all__ = [
     "recover_tail",
     "segment_header",
     "segment_name",
+    "write_segment_header",
 ]
 
 #: Frame types. 0 is never written: a zero header is unwritten (preallocated) space.
@@ -97,18 +98,32 @@ def padded(length: int) -> int:
     return FRAME_HEADER_SIZE + length + (-length & 7)
 
 
-def segment_header(segment_id: int) -> bytes:
-    """The 32-byte header of segment *segment_id*."""
-    crc = _crc32(struct.pack("<8sIQQ", SEGMENT_MAGIC, SEGMENT_VERSION, segment_id, 0))
-    return _SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, crc, segment_id, 0)
+def segment_header(segment_id: int, size: int) -> bytes:
+    """The 32-byte header of segment *segment_id*, whose file was made *size* bytes long."""
+    crc = _crc32(struct.pack("<8sIQQ", SEGMENT_MAGIC, SEGMENT_VERSION, segment_id, size))
+    return _SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, crc, segment_id, size)
 
 
-def check_segment_header(raw: bytes, segment_id: int, path: Path) -> None:
-    """Raise `CorruptionError` unless *raw* is segment *segment_id*'s header."""
+def write_segment_header(path: Path, segment_id: int) -> None:
+    """Head the prepared file *path* as segment *segment_id*, durably (OSError on failure).
+
+    The header records the file's preallocated size: a segment file found
+    shorter than that was truncated, which no torn write can do.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        os.pwrite(fd, segment_header(segment_id, os.fstat(fd).st_size), 0)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_segment_header(raw: bytes, segment_id: int, path: Path) -> int:
+    """The preallocated size in *raw*, segment *segment_id*'s header; `CorruptionError` if bad."""
     if len(raw) < SEGMENT_HEADER_SIZE:
         raise CorruptionError(f"wal segment {path} is shorter than its header; {REMEDY}")
-    magic, version, crc, found_id, reserved = _SEGMENT_HEADER.unpack_from(raw)
-    expected = _crc32(struct.pack("<8sIQQ", magic, version, found_id, reserved))
+    magic, version, crc, found_id, size = _SEGMENT_HEADER.unpack_from(raw)
+    expected = _crc32(struct.pack("<8sIQQ", magic, version, found_id, size))
     if magic != SEGMENT_MAGIC or crc != expected:
         zeroed = " (it is all zeros)" if not any(raw[:SEGMENT_HEADER_SIZE]) else ""
         raise CorruptionError(f"wal segment {path} has a damaged header{zeroed}; {REMEDY}")
@@ -122,6 +137,8 @@ def check_segment_header(raw: bytes, segment_id: int, path: Path) -> None:
             f"wal segment {path} says it is segment {found_id}, not {segment_id}"
             f" (a file renamed or copied over another?); {REMEDY}"
         )
+    prepared: int = size
+    return prepared
 
 
 def kv_frame(kind: int, payload: bytes) -> bytes:
@@ -400,7 +417,15 @@ class Segment:
                     f" {max(minimum_size, SEGMENT_HEADER_SIZE)} its entries need (truncated?);"
                     f" {REMEDY}"
                 )
-            check_segment_header(os.pread(fd, SEGMENT_HEADER_SIZE, 0), self.id, self.path)
+            prepared = check_segment_header(
+                os.pread(fd, SEGMENT_HEADER_SIZE, 0), self.id, self.path
+            )
+            if size < prepared:
+                raise CorruptionError(
+                    f"wal segment {self.path} is {size} bytes but was made {prepared} bytes"
+                    f" long: it was truncated, and entries or stable values in it may be lost;"
+                    f" {REMEDY}"
+                )
             self.fd = fd
             self.remap(size)
         except OSError as exc:
