@@ -573,6 +573,23 @@ def test_wrap_runs_any_store_on_its_worker(tmp_path: Path) -> None:
     assert cache.closed
 
 
+def test_a_dropped_store_warns_and_closes_on_its_worker(tmp_path: Path) -> None:
+    threads: list[threading.Thread] = []
+
+    async def scenario() -> None:
+        store = await raftstore.aio.open(f"lmdb://{tmp_path}/db")
+        await store.set(b"k", b"v")
+        threads.append(store.worker_thread)
+        with pytest.warns(ResourceWarning, match="unclosed async store"):
+            del store  # the last reference: finalised at once
+
+    run(scenario())
+    threads[0].join(TIMEOUT)
+    assert not threads[0].is_alive()
+    with raftstore.open(tmp_path / "db") as reopened:  # the lock was released
+        assert reopened.get(b"k") == b"v"
+
+
 # -- the whole conformance suite through the async store ------------------------------------------
 
 
