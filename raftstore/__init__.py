@@ -13,6 +13,8 @@ Open a store by URL or path and use it as a hashicorp/raft-style
 
 from __future__ import annotations
 
+import logging as _logging
+
 from raftstore._open import open, which_engine
 from raftstore.cache import LogCache
 from raftstore.errors import (
@@ -47,6 +49,11 @@ from raftstore.registry import (
 from raftstore.store import RaftStore
 
 __version__ = "0.1.0"
+
+# The library logs to "raftstore" and never configures handlers; without one
+# of the application's, nothing is printed (not even through logging's
+# last-resort handler).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "DEFAULT_CODEC",
