@@ -596,7 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
         "raftstore migrate /var/lib/node1/raft rocksdb:///var/lib/node1/raft-rocks --codec cbor",
         _cmd_migrate,
     )
-    migrate.add_argument("source", metavar="SRC", help="existing store URL or path, or a PySyncObj FileJournal file")
+    migrate.add_argument(
+        "source", metavar="SRC", help="existing store URL or path, or a PySyncObj FileJournal file"
+    )
     migrate.add_argument(
         "destination", metavar="DST", help="new store URL or path (must not exist)"
     )
