@@ -173,6 +173,8 @@ class WalEngine(Engine):
         self._unsynced = False
         self._must_rotate = False
         self._closed = False
+        #: The manifest on disk says "closed cleanly" (cleared by a session's first write).
+        self._clean_on_disk = True
         self._spare_started = False
         #: What the last open read: segments opened, bytes scanned, index entries loaded.
         self.recovery: dict[str, int] = {"segments_read": 0, "bytes_scanned": 0, "indexed": 0}
@@ -225,6 +227,7 @@ class WalEngine(Engine):
             for key in sorted(values):
                 table.put(key, values[key])
         self._next_id = manifest.next_id
+        self._clean_on_disk = manifest.clean
         self._obsolete = list(manifest.obsolete)
         for record in manifest.segments[:-1]:
             segment = Segment(directory, record.id, record.base, record.count)
@@ -280,6 +283,7 @@ class WalEngine(Engine):
             record.base,
             len(offsets),
             tail.path,
+            look_ahead=not self._clean_on_disk,
         )
         self.recovery["bytes_scanned"] = found.scanned
         for kind, payload in found.kv:
@@ -324,7 +328,9 @@ class WalEngine(Engine):
 
     # -- state -----------------------------------------------------------------
 
-    def _manifest(self, tail: Segment, sealed: list[Segment] | None = None) -> Manifest:
+    def _manifest(
+        self, tail: Segment, sealed: list[Segment] | None = None, *, clean: bool = False
+    ) -> Manifest:
         records = [
             SegmentRecord(s.id, s.base, s.count, s.index_offset, True)
             for s in (self._sealed if sealed is None else sealed)
@@ -336,6 +342,7 @@ class WalEngine(Engine):
             first_index=self._first,
             obsolete=list(self._obsolete),
             tables={name: dict(table.values) for name, table in self._tables.items()},
+            clean=clean,
         )
 
     def _fail(self, what: str, exc: BaseException) -> StorageError:
@@ -359,6 +366,16 @@ class WalEngine(Engine):
             self._raise_poisoned()
         if self.read_only:
             raise ReadOnlyError(f"wal store {self.directory} is open read-only")
+        if self._clean_on_disk:
+            self._mark_open()
+
+    def _mark_open(self) -> None:
+        """Before a session's first write: the manifest stops saying "closed cleanly"."""
+        try:
+            write_manifest(self.directory, self._manifest(self._tail))
+        except StorageError as exc:
+            raise self._fail("replacing the manifest", exc) from exc
+        self._clean_on_disk = False
 
     # -- reads -----------------------------------------------------------------
 
@@ -641,11 +658,13 @@ class WalEngine(Engine):
         segment.write_offset += len(frame)
         self._unsynced = False
 
-    def _switch(self, sealed: list[Segment], tail: Segment, dropped: list[Segment]) -> None:
+    def _switch(
+        self, sealed: list[Segment], tail: Segment, dropped: list[Segment], *, clean: bool = False
+    ) -> None:
         """Make *sealed* + *tail* the durable segment list, then remove *dropped*."""
         self._obsolete.extend(s.id for s in dropped)
         try:
-            write_manifest(self.directory, self._manifest(tail, sealed))
+            write_manifest(self.directory, self._manifest(tail, sealed, clean=clean))
         except StorageError as exc:
             raise self._fail("replacing the manifest", exc) from exc
         self._sealed = sealed
@@ -757,7 +776,7 @@ class WalEngine(Engine):
                 raise self._fail("fdatasync of " + str(self._tail.path), exc) from exc
             self._unsynced = False
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, *, clean: bool) -> None:
         """Write an index frame for the tail and name it in the manifest (a fast next open)."""
         tail = self._tail
         assert tail.offsets is not None
@@ -770,7 +789,8 @@ class WalEngine(Engine):
         tail.index_offset, tail.index_count = tail.write_offset, tail.count
         tail.write_offset += len(frame)
         self._unsynced = False
-        self._switch(list(self._sealed), tail, [])
+        self._switch(list(self._sealed), tail, [], clean=clean)
+        self._clean_on_disk = clean
         self._dirty = False
 
     def close(self) -> None:
@@ -778,8 +798,9 @@ class WalEngine(Engine):
             return
         self._closed = True
         try:
-            if not self.read_only and not self._poisoned and self._dirty:
-                self._checkpoint()
+            if not (self.read_only or self._poisoned) and (self._dirty or not self._clean_on_disk):
+                # Bytes of a torn batch past the end: the next open must look past them.
+                self._checkpoint(clean=not self._must_rotate)
         finally:
             if self._preparer is not None:
                 self._preparer.close()

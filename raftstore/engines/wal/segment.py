@@ -237,6 +237,8 @@ def recover_tail(
     base: int,
     count: int,
     path: Path,
+    *,
+    look_ahead: bool = True,
 ) -> Recovered:
     """Scan the tail segment from *start* to its last valid commit frame.
 
@@ -244,7 +246,8 @@ def recover_tail(
     the entries before *start*. A batch that is not closed by a valid commit
     frame is the torn final write of a crash and is dropped, but only when no
     valid commit frame follows it: acknowledged batches behind damaged bytes
-    raise `CorruptionError` (nothing is changed).
+    raise `CorruptionError` (nothing is changed). *look_ahead* False skips
+    that search, for a tail closed cleanly (nothing was written after *start*).
     """
     found = Recovered(end=start, base=base)
     pos = start
@@ -302,7 +305,7 @@ def recover_tail(
         next_index += len(logs)
         found.end = pos
     found.scanned = found.end - start
-    later = _later_commit(view, found.end, size, segment_id)
+    later = _later_commit(view, found.end, size, segment_id) if look_ahead else None
     if later is not None:
         what = found.torn or "unwritten (zero) bytes"
         raise CorruptionError(

@@ -8,10 +8,11 @@ replayed from it at open. The file::
 
     magic "RSWALMAN" | version u32 | crc32 u32 of the body | body length u64 | body (JSON)
 
-The body names every segment (id, first index, live entries, where its
-index frame is), the log's first index, the id the next segment will get
-(its file may exist already: the spare being preallocated), segments
-dropped but perhaps not yet unlinked, and a snapshot of both tables.
+The body says whether the store was closed cleanly, and names every segment
+(id, first index, live entries, where its index frame is), the log's first
+index, the id the next segment will get (its file may exist already: the
+spare being preallocated), segments dropped but perhaps not yet unlinked,
+and a snapshot of both tables.
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ class Manifest:
     #: Segments dropped by a truncation whose files may still exist.
     obsolete: list[int] = field(default_factory=list)
     tables: dict[str, dict[bytes, bytes]] = field(default_factory=dict)
+    #: Written by a clean close: nothing follows the tail's checkpoint, so the next
+    #: open neither scans nor looks past it. The first write of a session clears it.
+    clean: bool = False
 
     def body(self) -> bytes:
         data: dict[str, Any] = {
@@ -174,6 +178,7 @@ class Manifest:
                 [s.id, s.base, s.count, s.index_offset, int(s.sealed)] for s in self.segments
             ],
             "obsolete": self.obsolete,
+            "clean": self.clean,
             "tables": {
                 namespace: [[key.hex(), value.hex()] for key, value in sorted(table.items())]
                 for namespace, table in self.tables.items()
@@ -200,6 +205,7 @@ def _parse(body: bytes, path: Path) -> Manifest:
             first_index=int(data["first_index"]),
             obsolete=[int(i) for i in data["obsolete"]],
             tables=tables,
+            clean=data.get("clean", False) is True,
         )
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise CorruptionError(
