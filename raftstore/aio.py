@@ -535,6 +535,12 @@ class AsyncStore:
         result: int = await self._read(extra.disk_usage)
         return result
 
+    async def stats(self) -> dict[str, Any]:
+        """The store's `RaftStore.stats` snapshot, read on the worker thread."""
+        extra: Any = self._store
+        result: dict[str, Any] = await self._read(extra.stats)
+        return result
+
     async def close(self) -> None:
         """Finish every call made before, sync, close the store and stop the worker; idempotent.
 

@@ -331,6 +331,16 @@ class LogCache:
         self._check_open()
         return int(self._beyond_protocol.disk_usage())
 
+    def stats(self) -> dict[str, Any]:
+        """The wrapped store's `RaftStore.stats`, with the cache's capacity and occupancy."""
+        self._check_open()
+        snapshot: dict[str, Any] = dict(self._beyond_protocol.stats())
+        snapshot["log_cache"] = {
+            "capacity": self.capacity,
+            "cached": len(self.cached_indexes()),
+        }
+        return snapshot
+
     def close(self) -> None:
         """Close the cache, and the wrapped store when the cache owns it; idempotent."""
         with self._write_lock:

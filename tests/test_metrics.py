@@ -122,3 +122,24 @@ class TestMeteredStore(RaftStoreConformance):
     def open_store(self, tmp_path: Path) -> OpenStore:
         """An LMDB store reporting to an in-memory collector."""
         return store_opener(tmp_path / "db", "msgpack", metrics=InMemoryCollector())
+
+
+def test_stats_through_a_log_cache_and_an_async_store(tmp_path: Path) -> None:
+    import asyncio
+
+    import raftstore.aio
+
+    with raftstore.LogCache(raftstore.open(tmp_path / "cached"), 8) as cache:
+        cache.store_logs([Log(i, 1) for i in range(1, 21)])
+        stats = cache.stats()
+    assert stats["last_index"] == 20
+    assert stats["log_cache"] == {"capacity": 8, "cached": 8}
+
+    async def main() -> dict[str, object]:
+        async with await raftstore.aio.open(tmp_path / "async") as store:
+            await store.store_log(Log(1, 1))
+            return await store.stats()
+
+    async_stats = asyncio.run(main())
+    assert async_stats["last_index"] == 1
+    assert async_stats["counters"]["appends"] == 1  # type: ignore[index]
