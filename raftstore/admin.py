@@ -29,7 +29,7 @@ from typing import Any
 import raftstore
 from raftstore._directory import MARKER_FILE, fsync_directory, make_directory, read_marker
 from raftstore._open import creating_unfinished, mark_ready, reporting_damage
-from raftstore._records import FORMAT_VERSION, index_key
+from raftstore._records import index_key
 from raftstore.engines.base import LOGS, STABLE
 from raftstore.errors import (
     ConfigurationError,
@@ -220,6 +220,10 @@ class StoreReport:
     #: Reader slots of dead processes the engine cleared when it opened the
     #: store (LMDB: a process killed inside a read pins old pages until then).
     stale_readers_cleared: int = 0
+    #: The commit index persisted with the last ``store_logs`` (0 when none).
+    commit_index: int = 0
+    #: `RaftStore.stats` of the handle inspect opened.
+    stats: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
@@ -234,7 +238,6 @@ def inspect_store(target: str | os.PathLike[str], *, tail: int = 5) -> StoreRepo
     """
     with open_existing(target, read_only=True) as store:
         assert store.path is not None
-        marker = read_marker(store.path) or {}
         first, last = store.first_index(), store.last_index()
         entries = sum(1 for _ in _scan_keys(store, LOGS))
         stable = []
@@ -248,7 +251,7 @@ def inspect_store(target: str | os.PathLike[str], *, tail: int = 5) -> StoreRepo
             path=str(store.path),
             engine=store.engine,
             codec=store.codec,
-            format=int(marker.get("format", FORMAT_VERSION)),
+            format=store.format_version,
             first_index=first,
             last_index=last,
             entries=entries,
@@ -256,6 +259,8 @@ def inspect_store(target: str | os.PathLike[str], *, tail: int = 5) -> StoreRepo
             stable=stable,
             tail=logs,
             stale_readers_cleared=int(getattr(store.kv, "stale_readers_cleared", 0)),
+            commit_index=store.get_commit_index(),
+            stats=store.stats(),
         )
 
 

@@ -299,6 +299,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print(f"engine   {report.engine}, codec {report.codec}, format {report.format}")
     print(f"logs     {bounds} ({report.entries:,} entries)")
     print(f"on disk  {format_bytes(report.disk_usage)}")
+    print(f"commit   {report.commit_index or 'none persisted'}")
     if report.stale_readers_cleared:
         print(
             f"readers  {report.stale_readers_cleared} stale readers (slots of dead processes)"
