@@ -53,11 +53,13 @@ files whose unlink was lost. The open is refused when:
    while later writes are there; RocksDB would recover them after a hole);
 3. a complete table file no record lists, numbered at least L and above the
    MANIFEST's own number, holds writes above F (so it is no compaction of
-   listed tables), and fewer than two WALs numbered from L to just below it
-   are left, none of them holding a write it holds: the WALs it was flushed
-   from are gone. (An unfinished flush leaves the WAL its memtable was
-   written to and the WAL switched to before the flush, both below the
-   table's number.)
+   listed tables), and of the WALs numbered from L to just below it none
+   holds a write it holds, WAL L itself is gone, and fewer than two are left:
+   the WALs it was flushed from are gone. (An unfinished flush leaves the
+   WAL its memtable was written to, which is WAL L when the last recorded
+   flush switched to it, and the WAL switched to before the flush, both
+   below the table's number; the WAL a truncated MANIFEST's L names was
+   deleted once the lost record moved L past it.)
 
 What it accepts as harmless: tables a record added and a later one deleted
 (obsolete compaction inputs; their seqnos can exceed every listed table's,
@@ -74,9 +76,9 @@ table that is itself unlisted (its writes look no newer than F) while no WAL
 holds later writes; a MANIFEST truncated by exactly the records after which
 nothing was written or deleted. It can refuse (safely, never silently) a
 state a power cut leaves on ext4 without a journal with unsynced writes: an
-unfinished flush whose WAL lost every write and whose next WAL's name did not
-reach the disk, or unsynced writes reaching the disk out of order across two
-WALs (rule 2: RocksDB would recover a hole). The WALs are read in full at
+unfinished flush whose WAL (other than WAL L) lost every write and whose next
+WAL's name did not reach the disk, or unsynced writes reaching the disk out of
+order across two WALs (rule 2: RocksDB would recover a hole). The WALs are read in full at
 every read-write open of an existing database (about as long as RocksDB's
 own replay); the check does not verify checksums, RocksDB's read-only open
 has already done so.
@@ -653,7 +655,7 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
                 continue  # a compaction's output: its inputs are still listed
             sources = [w for w, _ in wals if w < number]
             holds = [w for w in sources if w in firsts and (newest is None or firsts[w] <= newest)]
-            if len(sources) >= 2 or holds:
+            if manifest.log_number in sources or len(sources) >= 2 or holds:
                 continue  # a flush whose edit was not written: its WALs are still there
             held = "writes of unknown sequence" if newest is None else f"writes up to {newest}"
             left = ", ".join(f"{w:06d}.log" for w in sources) or "none"
