@@ -56,14 +56,16 @@ from raftstore.engines.wal.segment import (
     KV_CLEAR,
     KV_DELETE,
     KV_PUT,
-    LOG_HEADER,
+    LOG_TABLE_AT,
     PADDING,
     REMEDY,
     SEGMENT_HEADER_SIZE,
     Segment,
     commit_frame,
+    entry_starts,
     index_frame,
     kv_frame,
+    log_frame_head,
     read_index_frame,
     recover_tail,
     segment_name,
@@ -106,12 +108,8 @@ _MIB = 1024 * 1024
 _INDEX = struct.Struct(">Q")
 _pack_index = _INDEX.pack
 _unpack_index = _INDEX.unpack
-_pack_log_header = LOG_HEADER.pack
 _LITTLE = sys.byteorder == "little"
 _MAX_FRAME = 2**32 - 1
-#: Bytes a LOG frame adds to its payload, at most (header and padding).
-_LOG_OVERHEAD = 16 + 7
-_LOG = 1
 _KV_OPS = {KV_PUT, KV_DELETE, KV_CLEAR}
 
 
@@ -215,7 +213,7 @@ class WalEngine(Engine):
             write_manifest(directory, self._manifest(tail))
         except OSError as exc:
             raise StorageError(f"cannot create wal store {directory}: {exc}") from exc
-        tail.offsets = array("Q")
+        tail.offsets, tail.lengths = array("Q"), array("I")
         tail.open(writable=True, minimum_size=0)
         return tail
 
@@ -268,12 +266,12 @@ class WalEngine(Engine):
         if record.index_offset:
             if view is None:
                 raise CorruptionError(f"wal segment {tail.path} is empty; {REMEDY}")
-            offsets, start = read_index_frame(
+            offsets, lengths, start = read_index_frame(
                 view, record.index_offset, size, tail.id, record.count, tail.path
             )
             tail.index_offset, tail.index_count = record.index_offset, record.count
         else:
-            offsets, start = array("Q"), SEGMENT_HEADER_SIZE
+            offsets, lengths, start = array("Q"), array("I"), SEGMENT_HEADER_SIZE
         self.recovery["indexed"] = len(offsets)
         found = recover_tail(
             view if view is not None else b"",
@@ -288,8 +286,9 @@ class WalEngine(Engine):
         self.recovery["bytes_scanned"] = found.scanned
         for kind, payload in found.kv:
             apply_kv(self._tables, kind, payload, f"wal segment {tail.path}")
-        offsets.extend(found.offsets)
-        tail.offsets = offsets
+        offsets.extend(found.starts)
+        lengths.extend(found.lengths)
+        tail.offsets, tail.lengths = offsets, lengths
         tail.base = found.base
         tail.count = len(offsets)
         tail.write_offset = found.end
@@ -560,33 +559,43 @@ class WalEngine(Engine):
             self._spare_started = True
             self._preparer.start(self._next_id)
         count = len(values)
-        bound = sum(map(len, values)) + _LOG_OVERHEAD * count + sum(map(len, kv_frames))
-        if max(map(len, values), default=0) > _MAX_FRAME:
-            raise InvalidArgumentError(f"wal: an entry larger than {_MAX_FRAME} bytes")
+        if count:
+            try:
+                lengths = array("I", map(len, values))
+            except OverflowError as exc:
+                raise InvalidArgumentError(
+                    f"wal: an entry larger than {_MAX_FRAME} bytes cannot be stored"
+                ) from exc
+            data = sum(lengths)
+            size = LOG_TABLE_AT + 4 * count + data
+            size += -size & 7
+        else:
+            size = 0
+        if size > _MAX_FRAME:
+            raise InvalidArgumentError(
+                f"wal: a batch of {size} bytes is larger than a frame can hold ({_MAX_FRAME});"
+                " split it into smaller batches"
+            )
+        size += sum(map(len, kv_frames))
         tail = self._tail
+        at = tail.write_offset
         if self._must_rotate or (
-            tail.write_offset + bound + COMMIT_FRAME_SIZE > self._segment_size
-            and tail.write_offset > SEGMENT_HEADER_SIZE
+            at + size + COMMIT_FRAME_SIZE > self._segment_size and at > SEGMENT_HEADER_SIZE
         ):
             self._rotate()
             tail = self._tail
-        at = pos = tail.write_offset
-        parts: list[bytes] = []
-        append = parts.append
-        offsets = array("Q")
-        offset = offsets.append
-        pack = _pack_log_header
-        for value in values:
-            length = len(value)
-            append(pack(_LOG, length))
-            append(value)
-            pad = -length & 7
+            at = tail.write_offset
+        if count:
+            head = log_frame_head(lengths, data)
+            parts = [head, *values]
+            pad = -(len(head) + data) & 7
             if pad:
-                append(PADDING[pad])
-            offset(pos)
-            pos += 16 + length + pad
-        parts.extend(kv_frames)
-        body = b"".join(parts)
+                parts.append(PADDING[pad])
+            if kv_frames:
+                parts.extend(kv_frames)
+            body = b"".join(parts)
+        else:
+            body = b"".join(kv_frames)
         commit = commit_frame(tail.id, start, count, body)
         total = len(body) + len(commit)
         try:
@@ -612,7 +621,8 @@ class WalEngine(Engine):
                 raise self._fail("mapping " + str(tail.path), exc) from exc
         if count:
             assert tail.offsets is not None
-            tail.offsets.extend(offsets)
+            tail.offsets.extend(entry_starts(at, lengths))
+            tail.lengths.extend(lengths)
             if not tail.count and not tail.base:
                 tail.base = start
             tail.count += count
@@ -631,7 +641,7 @@ class WalEngine(Engine):
         assert self._preparer is not None
         self._preparer.take(segment_id)
         segment = Segment(self.directory, segment_id, base, 0)
-        segment.offsets = array("Q")
+        segment.offsets, segment.lengths = array("Q"), array("I")
         try:
             write_segment_header(segment.path, segment_id)
             segment.open(writable=True, minimum_size=0)
@@ -644,9 +654,9 @@ class WalEngine(Engine):
     def _seal(self, segment: Segment, count: int) -> None:
         """Write *segment*'s index frame for its first *count* entries, durably."""
         assert segment.offsets is not None
-        del segment.offsets[count:]
+        del segment.offsets[count:], segment.lengths[count:]
         segment.count = count
-        frame = index_frame(segment.id, segment.base, segment.offsets, sealed=True)
+        frame = index_frame(segment.id, segment.base, segment.offsets, segment.lengths, sealed=True)
         try:
             os.pwrite(segment.fd, frame, segment.write_offset)
             os.fdatasync(segment.fd)
@@ -780,7 +790,7 @@ class WalEngine(Engine):
         """Write an index frame for the tail and name it in the manifest (a fast next open)."""
         tail = self._tail
         assert tail.offsets is not None
-        frame = index_frame(tail.id, tail.base, tail.offsets, sealed=False)
+        frame = index_frame(tail.id, tail.base, tail.offsets, tail.lengths, sealed=False)
         try:
             os.pwrite(tail.fd, frame, tail.write_offset)
             os.fdatasync(tail.fd)

@@ -6,12 +6,14 @@ A segment file is a 32-byte header followed by 8-byte aligned frames::
     frame header     type u8 | flags u8 | reserved u16 | length u32 | group id u64   (16 bytes)
     frame payload    length bytes, then zero padding to the next multiple of 8
 
-A *batch* (one `WalEngine.write`) is a run of LOG and KV frames closed by a
-COMMIT frame whose checksum covers every byte of the batch and the commit's
-own fields; it is written with one ``pwritev``. An INDEX frame lists the
-offsets of a segment's LOG frames: the last frame of a sealed segment, and a
-checkpoint in the tail segment (written at close, so a reopen need not
-rescan what it covers). docs/wal.md draws the whole format.
+A *batch* (one `WalEngine.write`) is a LOG frame holding its entries (a
+count, a table of their lengths, then the records back to back) and KV
+frames, closed by a COMMIT frame whose checksum covers every byte of the
+batch and the commit's own fields; it is written with one ``pwritev``. An
+INDEX frame lists where each entry of a segment starts and its length: the
+last frame of a sealed segment, and a checkpoint in the tail segment
+(written at close, so a reopen need not rescan what it covers).
+docs/wal.md draws the whole format.
 
 Every integer is little-endian. The group id is 0 (room for many Raft
 groups sharing one log later); a frame of another group is refused.
@@ -19,6 +21,7 @@ groups sharing one log later); a frame of another group is refused.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import struct
@@ -42,8 +45,10 @@ __all__ = [
     "Recovered",
     "Segment",
     "commit_frame",
+    "entry_starts",
     "index_frame",
     "kv_frame",
+    "log_frame_head",
     "read_index_frame",
     "recover_tail",
     "segment_header",
@@ -62,9 +67,11 @@ SEGMENT_HEADER_SIZE = _SEGMENT_HEADER.size  # 32
 
 FRAME_HEADER = struct.Struct("<BBHIQ")
 FRAME_HEADER_SIZE = FRAME_HEADER.size  # 16
-#: A LOG frame's header for a payload of the given length (type 1, group 0).
-LOG_HEADER = struct.Struct("<B3xI8x")
-_LENGTH = struct.Struct("<I")
+#: A LOG frame's header and entry count (type 1, group 0): length, count.
+LOG_HEADER = struct.Struct("<B3xI8xI4x")
+_ENTRIES = struct.Struct("<I4x")
+#: Bytes before a LOG frame's length table.
+LOG_TABLE_AT = FRAME_HEADER_SIZE + _ENTRIES.size
 
 #: COMMIT payload: segment id, first log index (0: no logs), log count, batch bytes, crc, 0.
 _COMMIT = struct.Struct("<QQIIII")
@@ -73,7 +80,8 @@ COMMIT_FRAME_SIZE = FRAME_HEADER_SIZE + _COMMIT.size  # 48
 #: Every commit frame starts with these 16 bytes: recovery searches for them.
 COMMIT_HEADER = FRAME_HEADER.pack(COMMIT, 0, 0, _COMMIT.size, 0)
 
-#: INDEX payload head: segment id, base index, count, sealed flag, crc, 0; then count u64s.
+#: INDEX payload head: segment id, base index, count, sealed flag, crc, 0; then
+#: count u64 starts, count u32 lengths, padding.
 _INDEX = struct.Struct("<QQIIII")
 _INDEX_SIGNED = struct.Struct("<QQII")
 
@@ -153,23 +161,51 @@ def commit_frame(segment_id: int, first_index: int, count: int, batch: bytes) ->
     return COMMIT_HEADER + _COMMIT.pack(segment_id, first_index, count, len(batch), crc, 0)
 
 
-def index_frame(segment_id: int, base: int, offsets: array[int], *, sealed: bool) -> bytes:
-    """An INDEX frame listing *offsets* (of the LOG frames of ``base..base+len-1``)."""
-    body = offsets.tobytes() if _LITTLE else _swapped(offsets)
-    signed = _INDEX_SIGNED.pack(segment_id, base, len(offsets), int(sealed))
-    crc = _crc32(body, _crc32(signed))
-    payload = _INDEX.pack(segment_id, base, len(offsets), int(sealed), crc, 0) + body
-    return FRAME_HEADER.pack(INDEX, 0, 0, len(payload), 0) + payload
-
-
-def _swapped(offsets: array[int]) -> bytes:
-    copy = array("Q", offsets)
+def _le_bytes(values: array[int]) -> bytes:
+    if _LITTLE:
+        return values.tobytes()
+    copy = array(values.typecode, values)
     copy.byteswap()
     return copy.tobytes()
 
 
-def _parse_index(view: bytes | mmap.mmap, at: int, size: int, segment_id: int) -> array[int] | None:
-    """The offsets of the INDEX frame at *at*, or None when it is not a valid one."""
+def _from_le(typecode: str, raw: bytes | mmap.mmap) -> array[int]:
+    values = array(typecode)
+    values.frombytes(raw)
+    if not _LITTLE:
+        values.byteswap()
+    return values
+
+
+def log_frame_head(lengths: array[int], data: int) -> bytes:
+    """A LOG frame's header, count and length table, for entries of *lengths* (*data* bytes)."""
+    count = len(lengths)
+    return LOG_HEADER.pack(LOG, _ENTRIES.size + 4 * count + data, count) + _le_bytes(lengths)
+
+
+def entry_starts(frame_at: int, lengths: array[int]) -> array[int]:
+    """Where each entry of the LOG frame at *frame_at* with entries of *lengths* starts."""
+    first = frame_at + LOG_TABLE_AT + 4 * len(lengths)
+    starts = array("Q", itertools.accumulate(lengths, initial=first))
+    starts.pop()
+    return starts
+
+
+def index_frame(
+    segment_id: int, base: int, starts: array[int], lengths: array[int], *, sealed: bool
+) -> bytes:
+    """An INDEX frame listing the *starts* and *lengths* of entries ``base..base+len-1``."""
+    body = _le_bytes(starts) + _le_bytes(lengths)
+    signed = _INDEX_SIGNED.pack(segment_id, base, len(starts), int(sealed))
+    crc = _crc32(body, _crc32(signed))
+    payload = _INDEX.pack(segment_id, base, len(starts), int(sealed), crc, 0) + body
+    return FRAME_HEADER.pack(INDEX, 0, 0, len(payload), 0) + payload + PADDING[-len(payload) & 7]
+
+
+def _parse_index(
+    view: bytes | mmap.mmap, at: int, size: int, segment_id: int
+) -> tuple[array[int], array[int]] | None:
+    """The starts and lengths of the INDEX frame at *at*, or None when it is not a valid one."""
     if at + FRAME_HEADER_SIZE + _INDEX.size > size:
         return None
     kind, flags, reserved, length, group = FRAME_HEADER.unpack_from(view, at)
@@ -179,36 +215,32 @@ def _parse_index(view: bytes | mmap.mmap, at: int, size: int, segment_id: int) -
     if start + length > size:
         return None
     found_id, base, count, sealed, crc, _zero = _INDEX.unpack_from(view, start)
-    if found_id != segment_id or length != _INDEX.size + 8 * count:
+    if found_id != segment_id or length != _INDEX.size + 12 * count:
         return None
     body = view[start + _INDEX.size : start + length]
     if _crc32(body, _crc32(_INDEX_SIGNED.pack(found_id, base, count, sealed))) != crc:
         return None
-    offsets = array("Q")
-    offsets.frombytes(body)
-    if not _LITTLE:
-        offsets.byteswap()
-    return offsets
+    return _from_le("Q", body[: 8 * count]), _from_le("I", body[8 * count :])
 
 
 def read_index_frame(
     view: bytes | mmap.mmap, at: int, size: int, segment_id: int, count: int, path: Path
-) -> tuple[array[int], int]:
-    """The first *count* offsets of the INDEX frame at *at*, and the offset after the frame.
+) -> tuple[array[int], array[int], int]:
+    """The first *count* starts and lengths of the INDEX frame at *at*, and the offset after it.
 
     Raises `CorruptionError` when the frame the segment list points to is
     not there, damaged, or lists fewer entries than the list says.
     """
-    offsets = _parse_index(view, at, size, segment_id)
-    if offsets is None or len(offsets) < count:
+    found = _parse_index(view, at, size, segment_id)
+    if found is None or len(found[0]) < count:
         raise CorruptionError(
             f"wal segment {path}: the index frame at byte {at} that the segment list points to"
             f" is missing or damaged; {REMEDY}"
         )
-    end = at + padded(_INDEX.size + 8 * len(offsets))
-    if len(offsets) > count:
-        del offsets[count:]
-    return offsets, end
+    starts, lengths = found
+    end = at + padded(_INDEX.size + 12 * len(starts))
+    del starts[count:], lengths[count:]
+    return starts, lengths, end
 
 
 @dataclass(slots=True)
@@ -219,8 +251,9 @@ class Recovered:
     end: int
     #: Base index found (when the segment started without one), else the one given.
     base: int
-    #: Offsets of the LOG frames found, in index order.
-    offsets: list[int] = field(default_factory=list)
+    #: Where each entry found starts, and its length, in index order.
+    starts: array[int] = field(default_factory=lambda: array("Q"))
+    lengths: array[int] = field(default_factory=lambda: array("I"))
     #: KV frames of committed batches, in order: (type, payload).
     kv: list[tuple[int, bytes]] = field(default_factory=list)
     #: Bytes examined.
@@ -260,15 +293,16 @@ def recover_tail(
         if kind == 0 and not (flags or reserved or length or group):
             break
         if kind == INDEX:
-            offsets = _parse_index(view, pos, size, segment_id)
-            if offsets is None:
+            if _parse_index(view, pos, size, segment_id) is None:
                 found.torn = f"a damaged index frame at byte {pos}"
                 break
             pos += padded(length)
             found.end = pos
             continue
         batch_start = pos
-        logs: list[int] = []
+        starts: list[array[int]] = []
+        lengths: list[array[int]] = []
+        logs = 0
         kv: list[tuple[int, bytes]] = []
         committed = False
         while True:
@@ -279,7 +313,7 @@ def recover_tail(
                 break
             if kind == COMMIT:
                 committed = _check_commit(
-                    view, pos, length, segment_id, batch_start, len(logs), next_index
+                    view, pos, length, segment_id, batch_start, logs, next_index
                 )
                 if committed:
                     first = _COMMIT.unpack_from(view, pos + FRAME_HEADER_SIZE)[1]
@@ -291,7 +325,12 @@ def recover_tail(
             if kind not in _BATCH_FRAMES:
                 break
             if kind == LOG:
-                logs.append(pos)
+                table = _log_table(view, pos, length)
+                if table is None:
+                    break
+                starts.append(entry_starts(pos, table))
+                lengths.append(table)
+                logs += len(table)
             else:
                 start_at = pos + FRAME_HEADER_SIZE
                 kv.append((kind, bytes(view[start_at : start_at + length])))
@@ -300,9 +339,11 @@ def recover_tail(
             found.torn = f"an incomplete batch at byte {batch_start}"
             pos = batch_start
             break
-        found.offsets.extend(logs)
+        for found_starts, found_lengths in zip(starts, lengths, strict=True):
+            found.starts.extend(found_starts)
+            found.lengths.extend(found_lengths)
         found.kv.extend(kv)
-        next_index += len(logs)
+        next_index += logs
         found.end = pos
     found.scanned = found.end - start
     later = _later_commit(view, found.end, size, segment_id) if look_ahead else None
@@ -313,6 +354,20 @@ def recover_tail(
             f" batch at byte {later}, so acknowledged writes lie behind damaged bytes; {REMEDY}"
         )
     return found
+
+
+def _log_table(view: bytes | mmap.mmap, at: int, length: int) -> array[int] | None:
+    """The entry lengths of the LOG frame at *at* (payload *length*), or None if inconsistent."""
+    if length < _ENTRIES.size:
+        return None
+    count = _ENTRIES.unpack_from(view, at + FRAME_HEADER_SIZE)[0]
+    table_end = at + LOG_TABLE_AT + 4 * count
+    if _ENTRIES.size + 4 * count > length:
+        return None
+    table = _from_le("I", view[at + LOG_TABLE_AT : table_end])
+    if _ENTRIES.size + 4 * count + sum(table) != length:
+        return None
+    return table
 
 
 def _check_commit(
@@ -359,11 +414,11 @@ def _later_commit(view: bytes | mmap.mmap, start: int, size: int, segment_id: in
 
 
 class Segment:
-    """One segment file: its index of LOG frame offsets and a read-only map of it.
+    """One segment file: where each of its entries starts and its length, and a map of it.
 
     ``count`` entries, ``base .. base+count-1``, are live (a sealed segment's
     index frame may list more: a tail truncation cut it). A sealed segment's
-    offsets are loaded from its index frame on first read.
+    index is loaded from its index frame on first read.
     """
 
     __slots__ = (
@@ -373,6 +428,7 @@ class Segment:
         "id",
         "index_count",
         "index_offset",
+        "lengths",
         "map",
         "mapped",
         "offsets",
@@ -390,6 +446,7 @@ class Segment:
         self.index_offset = 0
         self.index_count = 0
         self.offsets: array[int] | None = None
+        self.lengths: array[int] = array("I")
         self.fd = -1
         self.map: mmap.mmap | None = None
         self.mapped = 0
@@ -449,49 +506,36 @@ class Segment:
             self.mapped = size
 
     def load_index(self) -> array[int]:
-        """The offsets of a sealed segment, read from its index frame on first use."""
+        """The entry starts of a sealed segment, read from its index frame on first use."""
         offsets = self.offsets
         if offsets is None:
             view = self.map
             assert view is not None
-            offsets, _end = read_index_frame(
+            offsets, self.lengths, _end = read_index_frame(
                 view, self.index_offset, self.mapped, self.id, self.count, self.path
             )
             self.offsets = offsets
         return offsets
 
     def read(self, position: int) -> bytes:
-        """The payload of live entry *position* (0-based)."""
+        """The record of live entry *position* (0-based)."""
         offsets = self.offsets if self.offsets is not None else self.load_index()
         at = offsets[position]
-        view = self.map
-        if view is not None and at + FRAME_HEADER_SIZE <= self.mapped:
-            if view[at] != LOG:
-                raise self._damaged(position, at)
-            length = _LENGTH.unpack_from(view, at + 4)[0]
-            end = at + FRAME_HEADER_SIZE + length
-            if end <= self.mapped:
-                return view[at + FRAME_HEADER_SIZE : end]
-        return self._pread(position, at)
-
-    def _pread(self, position: int, at: int) -> bytes:
+        end = at + self.lengths[position]
+        if end <= self.mapped:
+            view = self.map
+            assert view is not None
+            return view[at:end]
         try:
-            head = os.pread(self.fd, FRAME_HEADER_SIZE, at)
-            if len(head) != FRAME_HEADER_SIZE or head[0] != LOG:
-                raise self._damaged(position, at)
-            length = _LENGTH.unpack_from(head, 4)[0]
-            payload = os.pread(self.fd, length, at + FRAME_HEADER_SIZE)
+            record = os.pread(self.fd, end - at, at)
         except OSError as exc:
             raise StorageError(f"cannot read wal segment {self.path}: {exc}") from exc
-        if len(payload) != length:
-            raise self._damaged(position, at)
-        return payload
-
-    def _damaged(self, position: int, at: int) -> CorruptionError:
-        return CorruptionError(
-            f"wal segment {self.path}: log {self.base + position} (frame at byte {at}) is"
-            f" damaged; {REMEDY}"
-        )
+        if len(record) != end - at:
+            raise CorruptionError(
+                f"wal segment {self.path}: log {self.base + position} (bytes {at}..{end}) lies"
+                f" past the end of the file; {REMEDY}"
+            )
+        return record
 
     def close(self) -> None:
         """Unmap and close; idempotent."""
