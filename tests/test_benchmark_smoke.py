@@ -62,7 +62,7 @@ def test_bench_command_runs_and_writes_json(
     assert args.func is benchmark.run
     assert args.func(args) == 0
     printed = capsys.readouterr().out
-    assert "append_64, unsynced:" in printed
+    assert "append_64, unsynced (entries/s, higher is better)" in printed
     assert "get_random" in printed
     # A user reads a legend, a summary in words and the settings in words; no team goals.
     assert "How to read the tables" in printed

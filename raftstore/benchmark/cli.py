@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -106,6 +107,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     )
 
 
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=88, subsequent_indent="  ", break_on_hyphens=False)
+
+
 def run(args: argparse.Namespace) -> int:
     """``raftstore bench``: run, print the legend, tables and summary, write JSON / plot."""
     config = config_from_args(args)
@@ -115,9 +120,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    print(f"raftstore bench: {config.describe()}", flush=True)
+    print(_wrap(f"raftstore bench: {config.describe()}"), flush=True)
     report = run_benchmarks(config, progress=sys.stderr, targets=args.targets)
-    print(f"measured on {describe_environment(report.environment)}")
+    print(_wrap(f"measured on {describe_environment(report.environment)}"))
     print()
     print(legend(config.sizes.repeats))
     print()

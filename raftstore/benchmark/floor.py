@@ -38,7 +38,7 @@ _APPEND_BYTES = 256
 FLOORS: dict[FloorMode, tuple[str, str]] = {
     "overwrite": (
         "disk: 4 KiB overwrite + fdatasync",
-        "the floor: no durable row beats it",
+        "the floor: durable rows can at best tie it",
     ),
     "append": (
         "disk: 256 B append + fdatasync",

@@ -105,9 +105,19 @@ def _panel(axis: Any, rows: list[Result], codec: str, title: str) -> None:
         return
     unit = rows[0].unit
     scale = _scale(rows[0])
-    ours = [row.value * scale for _, row, colour in bars if colour != _JOURNAL]
     floors = [r for r in rows if r.kind == "floor"]
-    limit = 1.2 * max(ours + [r.value for r in floors]) if ours else None
+    # Room for every store's and raw row's slowest-to-fastest whisker, the floor lines and
+    # the value labels; a baseline more than twice past that is cut at the edge.
+    reach = [row.spread[1] * scale for _, row, colour in bars if colour != _JOURNAL]
+    reach += [r.value for r in floors]
+    limit = None
+    if reach:
+        reach += [
+            row.spread[1] * scale
+            for _, row, colour in bars
+            if colour == _JOURNAL and row.value * scale <= 2 * max(reach)
+        ]
+        limit = 1.2 * max(reach)
     labels = [label for label, _, _ in bars]
     positions = range(len(bars))
     for position, (_, row, colour) in zip(positions, bars, strict=True):

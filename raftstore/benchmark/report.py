@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import textwrap
 from collections.abc import Iterable, Sequence
 
 import raftstore
@@ -69,14 +70,14 @@ def legend(repeats: int) -> str:
             "  entries/s  log entries written or read per second: higher is better",
             "  ms, MB     time per reopen, peak memory growth: lower is better",
             f"  median     of {repeats} or more interleaved rounds per row; 'spread' is the",
-            "             slowest and fastest round: rows whose spreads overlap are a tie",
+            "             slowest and fastest round; a median inside the best's spread is a tie",
             "  x raw      row median / its raw twin's median (ms: raw / row), where the",
             "             raw twin is the engine's own binding doing the same work with",
             "             the same bytes and no checks: 0.80 = the store layer costs 20%",
             "  x best     row median / the table's best raftstore median (ms: best / row):",
             "             1.00 = the best, 0.50 = half as fast; above 1 is always better",
             "  disk: ...  the disk alone, one durable write per call, times the batch;",
-            f"             '{floor}' is the floor no durable row beats",
+            f"             '{floor}' is the floor: durable rows can at best tie it",
             "  not durable  memory engines in the synced tables: nothing reaches the disk",
         ]
     )
@@ -87,7 +88,7 @@ def format_tables(results: Iterable[Result]) -> str:
     blocks = []
     for (workload, case), rows in tables(results).items():
         unit = rows[0].unit
-        title = f"{workload}, {case_words(case)}: {WORKLOADS.get(workload, '')} ({_UNITS[unit]})"
+        title = f"{workload}, {case_words(case)} ({_UNITS[unit]})\n  {WORKLOADS.get(workload, '')}"
         ordered = table_order(rows)
         width = max(len("subject"), *(len(r.subject) for r in ordered)) + 2
         spreads = [format_spread(row) for row in ordered]
@@ -138,22 +139,32 @@ class _Facts:
         return None
 
 
-def _leader(rows: list[Result]) -> str:
-    """The best row's subject, with the rows whose spreads overlap it ("within noise")."""
+def _ties(rows: list[Result]) -> tuple[Result | None, list[Result]]:
+    """The best row and the rows whose median lies inside its spread (a tie within noise)."""
     if not rows:
-        return ""
+        return None, []
     higher = rows[0].higher_is_better
     ordered = sorted(rows, key=lambda r: -r.value if higher else r.value)
     best = ordered[0]
+    if len(best.samples) < 2:
+        return best, []
     low, high = best.spread
-    tied = []
-    for row in ordered[1:]:
-        other_low, other_high = row.spread
-        if (higher and other_high >= low) or (not higher and other_low <= high):
-            tied.append(row.subject)
-    if len(best.samples) > 1 and tied:
-        shown = ", ".join(tied[:2]) + (" ..." if len(tied) > 2 else "")
-        return f"{best.subject} (within noise: {shown})"
+    tied = [
+        row
+        for row in ordered[1:]
+        if (higher and row.value >= low) or (not higher and row.value <= high)
+    ]
+    return best, tied
+
+
+def _leader(rows: list[Result]) -> str:
+    """The best row's subject, with the rows that tie it ("within noise")."""
+    best, tied = _ties(rows)
+    if best is None:
+        return ""
+    if tied:
+        names = ", ".join(row.subject for row in tied[:2]) + (" ..." if len(tied) > 2 else "")
+        return f"{best.subject} (within noise: {names})"
     return best.subject
 
 
@@ -174,10 +185,17 @@ def summarize(results: Sequence[Result]) -> str:
     facts = _Facts(results)
     lines = ["On this machine, in this run (on-disk engines; medians):"]
     wins: dict[str, list[str]] = {}
+    ties: list[str] = []
 
-    def won(row: Result | None, job: str) -> None:
-        if row is not None and row.engine is not None:
-            wins.setdefault(row.engine, []).append(job)
+    def won(rows: list[Result], job: str) -> None:
+        best, tied = _ties(rows)
+        if best is None or best.engine is None:
+            return
+        engines = dict.fromkeys([str(best.engine), *(str(row.engine) for row in tied)])
+        if len(engines) > 1:
+            ties.append(f"{job} ({', '.join(engines)})")
+        else:
+            wins.setdefault(best.engine, []).append(job)
 
     single, batch = facts.rows("append_1", "sync"), facts.rows("append_64", "sync")
     if single or batch:
@@ -187,10 +205,10 @@ def summarize(results: Sequence[Result]) -> str:
                 f"{_leader(single)}: {top.value:,.0f} synced store_log/s"
                 f" ({_per_call(top.value)} each)"
             )
-            won(top, "durable single appends")
+            won(single, "durable single appends")
         if batch and (top := _best(batch)):
             parts.append(f"{_leader(batch)}: {top.value:,.0f} entries/s in synced batches of 64")
-            won(top, "durable batches")
+            won(batch, "durable batches")
         lines.append("  durable appends   " + "; ".join(parts))
         floors = [
             f"{FLOORS[mode][0].removeprefix('disk: ')} {row.value:,.0f}/s ({_per_call(row.value)})"
@@ -204,13 +222,13 @@ def summarize(results: Sequence[Result]) -> str:
         lines.append(
             f"  unsynced appends  {_leader(unsynced)}: {top.value:,.0f} entries/s in batches of 64"
         )
-        won(top, "unsynced batches")
+        won(unsynced, "unsynced batches")
     gets, tails = facts.rows("get_random"), facts.rows("tail_read")
     if gets or tails:
         parts = []
         if gets and (top := _best(gets)):
             parts.append(f"{_leader(gets)}: {top.value:,.0f} random get_log/s ({top.case})")
-            won(top, "random reads")
+            won(gets, "random reads")
         if tails and (top := _best(tails)):
             parts.append(f"tail reads {_leader(tails)}: {top.value:,.0f} entries/s")
         lines.append("  reads             " + "; ".join(parts))
@@ -219,13 +237,13 @@ def summarize(results: Sequence[Result]) -> str:
         lines.append(
             f"  reopen            {_leader(reopen)}: {top.value * 1000:,.2f} ms at {top.case}"
         )
-        won(top, "fast restarts")
+        won(reopen, "fast restarts")
     rss = facts.rows("rss")
     if rss and (top := _best(rss)):
         lines.append(
             f"  memory            {top.subject}: {top.value:,.1f} MB peak RSS growth at {top.case}"
         )
-        won(top, "the smallest memory")
+        won(rss, "the smallest memory")
     default = f"{raftstore.DEFAULT_ENGINE}/{raftstore.DEFAULT_CODEC}"
     costs = [
         (f"{workload} {case_words(case)}", row.ratio_to_raw)
@@ -239,27 +257,34 @@ def summarize(results: Sequence[Result]) -> str:
         lines.append(
             f"  the default       {default} runs at {low:.2f}-{high:.2f}x its raw binding"
             f" (median {middle:.2f}x over {len(ratios)} tables): the price of the store's"
+            " checks, lock and checksums (see each table's 'x raw')"
         )
-        lines.append("                    checks, lock and checksums (see each table's 'x raw')")
-    lines += _advice(facts, wins)
-    return "\n".join(lines)
+    lines += _advice(facts, wins, ties)
+    return "\n".join(_wrapped(line) for line in lines)
 
 
-def _advice(facts: _Facts, wins: dict[str, list[str]]) -> list[str]:
+def _wrapped(line: str) -> str:
+    return textwrap.fill(line, width=88, subsequent_indent=" " * 20, break_on_hyphens=False)
+
+
+def _advice(facts: _Facts, wins: dict[str, list[str]], ties: list[str]) -> list[str]:
     lines = []
-    if wins:
-        picks = [
-            f"{engine} for {', '.join(jobs)}"
-            for engine, jobs in sorted(wins.items(), key=lambda item: -len(item[1]))
-        ]
+    picks = [
+        f"{engine} for {', '.join(jobs)}"
+        for engine, jobs in sorted(wins.items(), key=lambda item: -len(item[1]))
+    ]
+    if ties:
+        picks.append("a tie within noise for " + "; ".join(ties))
+    if picks:
         lines.append("  which to pick     " + "; ".join(picks) + ".")
     single = {row.engine: row for row in facts.rows("append_1", "sync")}
     batch = {row.engine: row for row in facts.rows("append_64", "sync")}
     gains = [batch[engine].value / row.value for engine, row in single.items() if engine in batch]
     if gains:
         lines.append(
-            f"                    Batch durable appends: store_logs of 64 commits"
-            f" {min(gains):,.0f}-{max(gains):,.0f}x the entries/s of store_log."
+            f"  batching          store_logs of 64 commits"
+            f" {min(gains):,.0f}-{max(gains):,.0f}x the entries/s of store_log when synced:"
+            " batch durable appends (group commit)"
         )
-    lines.append("                    memory://: tests only, nothing survives close().")
+    lines.append("  memory://         tests only: nothing survives close()")
     return lines
