@@ -65,76 +65,81 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-# -- the floor ----------------------------------------------------------------------------
+# -- the floor and appends, interleaved call by call -----------------------------------------
 
 
-def floor(directory: Path, count: int) -> dict[str, float]:
-    """p50 (µs) of a 4 KiB overwrite + fdatasync, and of a 4 KiB append into fallocated space."""
-    block = os.urandom(4096)
-    path = directory / "floor"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+class _Floor:
+    """The disk's floor as a subject: a 4 KiB overwrite of written blocks + fdatasync per call."""
+
+    def __init__(self, path: Path, blocks: int, *, prewrite: bool) -> None:
+        self.path, self.blocks, self.next = path, blocks, 0
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        if prewrite:
+            os.pwrite(self.fd, bytes(4096 * blocks), 0)
+        else:  # allocated but never written: each sync also commits the extent's conversion
+            os.posix_fallocate(self.fd, 0, 4096 * blocks)
+        os.fsync(self.fd)
+        self.block = os.urandom(4096)
+
+    def call(self) -> None:
+        if self.next == self.blocks:
+            raise RuntimeError("the floor file is used up")
+        os.pwrite(self.fd, self.block, 4096 * self.next)
+        os.fdatasync(self.fd)
+        self.next += 1
+
+    def close(self) -> None:
+        os.close(self.fd)
+        self.path.unlink()
+
+
+def interleaved_appends(
+    root: Path, labels: list[str], calls: int, size: int, *, sync: bool, floor: bool
+) -> dict[str, list[float]]:
+    """Per-call latencies (s) of ``store_logs(size)`` on every subject, interleaved.
+
+    Each call goes to every subject in a fresh random order, so a burst of
+    load from elsewhere hits all of them alike. With *floor*, the 4 KiB
+    overwrite + fdatasync floor and its fallocated-extent variant are subjects too.
+    """
+    rng = random.Random(5)
+    stores = {label: _open(root, label, sync=sync) for label in labels}
+    floors = (
+        {
+            "floor": _Floor(root / "floor", calls, prewrite=True),
+            "floor-fallocated": _Floor(root / "floor-fallocated", calls, prewrite=False),
+        }
+        if floor
+        else {}
+    )
+    samples: dict[str, list[float]] = {name: [] for name in [*stores, *floors]}
+    data = rng.randbytes(DATA)
     try:
-        os.pwrite(fd, bytes(4096 * count), 0)
-        os.fsync(fd)
-        overwrite = []
-        for i in range(count):
-            begin = time.perf_counter()
-            os.pwrite(fd, block, 4096 * i)
-            os.fdatasync(fd)
-            overwrite.append(time.perf_counter() - begin)
-        os.ftruncate(fd, 0)
-        os.fsync(fd)
-        os.posix_fallocate(fd, 0, 4096 * count)
-        os.fsync(fd)
-        unwritten = []
-        for i in range(count):
-            begin = time.perf_counter()
-            os.pwrite(fd, block, 4096 * i)
-            os.fdatasync(fd)
-            unwritten.append(time.perf_counter() - begin)
+        for store in stores.values():  # warm up: files made, first segment in use
+            for start in range(1, 1 + 10 * size, size):
+                store.store_logs([Log(i, 1, data=data) for i in range(start, start + size)])
+        names = list(samples)
+        for call in range(calls):
+            start = 1 + (10 + call) * size
+            batch = [Log(i, 1, data=data) for i in range(start, start + size)]
+            rng.shuffle(names)
+            for name in names:
+                if name in floors:
+                    begin = time.perf_counter()
+                    floors[name].call()
+                else:
+                    store = stores[name]
+                    begin = time.perf_counter()
+                    store.store_logs(batch)
+                samples[name].append(time.perf_counter() - begin)
     finally:
-        os.close(fd)
-        path.unlink()
-    return {
-        "overwrite_p50_us": statistics.median(overwrite) * 1e6,
-        "fallocated_p50_us": statistics.median(unwritten) * 1e6,
-    }
-
-
-# -- appends ------------------------------------------------------------------------------
-
-
-def synced_single(root: Path, label: str, count: int) -> list[float]:
-    """Latencies (s) of *count* synced store_log calls on a fresh store."""
-    rng = random.Random(1)
-    logs = _logs(1, count + 50, rng)
-    with _open(root, label, sync=True) as store:
-        for log in logs[:50]:  # warm up: files created, first segment in use
-            store.store_log(log)
-        samples = []
-        for log in logs[50:]:
-            begin = time.perf_counter()
-            store.store_log(log)
-            samples.append(time.perf_counter() - begin)
-    shutil.rmtree(root / label)
+        for store in stores.values():
+            store.close()
+        for each in floors.values():
+            each.close()
+        for label in stores:
+            shutil.rmtree(root / label)
     return samples
-
-
-def batches(root: Path, label: str, count: int, *, sync: bool, size: int = 64) -> float:
-    """Entries/s of *count* ``store_logs(size)`` calls on a fresh store."""
-    rng = random.Random(2)
-    groups = [_logs(1 + i * size, size, rng) for i in range(count + 2)]
-    with _open(root, label, sync=sync) as store:
-        for group in groups[:2]:
-            store.store_logs(group)
-        begin = time.perf_counter()
-        for group in groups[2:]:
-            store.store_logs(group)
-        if not sync:
-            store.sync()
-        elapsed = time.perf_counter() - begin
-    shutil.rmtree(root / label)
-    return count * size / elapsed
 
 
 # -- a long log: reads, reopen, head truncation -------------------------------------------
@@ -242,14 +247,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for round_ in range(args.rounds):
             print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr)
-            floors.append(floor(root, args.appends // 4))
-            for label in labels:
-                latencies = synced_single(root, label, args.appends)
+            single = interleaved_appends(root, labels, args.appends, 1, sync=True, floor=True)
+            floors.append({
+                "overwrite_p50_us": statistics.median(single.pop("floor")) * 1e6,
+                "fallocated_p50_us": statistics.median(single.pop("floor-fallocated")) * 1e6,
+            })  # fmt: skip
+            for label, latencies in single.items():
                 note(label, "synced_1_p50_us", statistics.median(latencies) * 1e6)
                 note(label, "synced_1_p99_us", _percentile(latencies, 0.99) * 1e6)
                 note(label, "synced_1_rate", len(latencies) / sum(latencies))
-                note(label, "synced_64_rate", batches(root, label, args.appends // 8, sync=True))
-                note(label, "unsynced_64_rate", batches(root, label, 2000, sync=False))
+            calls = max(args.appends // 8, 20)
+            batched = interleaved_appends(root, labels, calls, 64, sync=True, floor=False)
+            for label, latencies in batched.items():
+                note(label, "synced_64_rate", 64 * len(latencies) / sum(latencies))
+            batched = interleaved_appends(root, labels, 2000, 64, sync=False, floor=False)
+            for label, latencies in batched.items():
+                note(label, "unsynced_64_rate", 64 * len(latencies) / sum(latencies))
         long = [label for label in ("wal", "lmdb") if label in labels]
         for label in long:
             print(f"filling {label} to {args.entries} entries", file=sys.stderr)
