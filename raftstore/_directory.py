@@ -50,6 +50,8 @@ DATA_DIR = "data"
 LEGACY_LOCK_FILE = "raftstore.lock"
 #: Largest marker file read (a real one is under 100 bytes).
 _MAX_MARKER_SIZE = 64 * 1024
+#: The keys a marker holds ("state" is absent in format 1 markers).
+_MARKER_KEYS = frozenset({"engine", "format", "state"})
 #: The marker's states.
 CREATING, READY = "creating", "ready"
 
@@ -140,15 +142,20 @@ def read_marker(directory: Path) -> dict[str, Any] | None:
         raise CorruptionError(f"{what}: it is larger than {_MAX_MARKER_SIZE} bytes")
     parsed = parse_json_object(data, what)
     engine = parsed.get("engine")
-    version = parsed.get("format", 1)
+    version = parsed.get("format")
     state = parsed.get("state", READY)
+    unknown = sorted(set(parsed) - _MARKER_KEYS)
     if (
         not isinstance(engine, str)
         or not engine
         or type(version) is not int
         or state not in (CREATING, READY)
+        or unknown
     ):
-        raise CorruptionError(f"{what}: it does not name an engine, a format and a state")
+        raise CorruptionError(
+            f"{what}: it does not hold exactly an engine, a format and a state"
+            + (f" (unknown keys {', '.join(map(repr, unknown))[:80]})" if unknown else "")
+        )
     return parsed
 
 

@@ -236,6 +236,7 @@ class RaftStore:
         # Counted on every store: one addition per write call, never per read.
         self._counts = dict.fromkeys(_WRITE_COUNTERS, 0)
         self._load_bounds()
+        self._check_bound_records()
         self._commit = self._read_commit_index()
         self._state = _OPEN
         _open_stores.add(self)
@@ -346,6 +347,40 @@ class RaftStore:
         assert last is not None
         self._first = key_index(first)
         self._last = key_index(last)
+
+    def _check_bound_records(self) -> None:
+        """Check at open that the first and last keys are real entries: the bounds come from them.
+
+        A record under a damaged key (a flipped bit in the key) would
+        otherwise become ``last_index`` without an error. Its checksum, which
+        covers the key, fails; if it then decodes to an entry of another
+        index, the key is what is damaged and the store is refused. A record
+        whose value is damaged under its right key is left for the read of
+        that entry to report (and for raft to rewrite).
+        """
+        if not self._first:
+            return
+        for index in {self._first, self._last}:
+            key = _pack_index(index)
+            raw = self._engine.get(LOGS, key)
+            if raw is None:
+                raise CorruptionError(f"log {index}: the engine lists its key but holds no record")
+            try:
+                self._format.unframe(LOGS, key, raw, f"log {index}")
+                continue
+            except CorruptionError:
+                pass
+            try:
+                held = self._codec_decode(raw[:-4]).index
+            except Exception:
+                continue  # a damaged value: reported when the entry is read
+            if held != index:
+                edge = "first" if index == self._first else "last"
+                raise CorruptionError(
+                    f"log key {index} (the log's {edge} entry) holds the record of entry"
+                    f" {_short_int(held)}: the key is damaged. Restore the store from a backup,"
+                    " or remove it and rejoin the cluster as a new node"
+                )
 
     def _bounds(self) -> tuple[int, int]:
         # Read-only handles may share the store with a writer in another

@@ -388,3 +388,47 @@ def test_the_cli_logs_with_v(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "raftstore: INFO raftstore: compacting" in result.stderr
     assert "raftstore: DEBUG raftstore: opened" in result.stderr
+
+
+@pytest.mark.parametrize("engine", ["lmdb", "rocksdb", "leveldb"])
+def test_a_log_record_under_a_flipped_key_never_becomes_last_index(
+    engine: str, tmp_path: Path
+) -> None:
+    # Damage campaign seeds rocksdb 1116 and lmdb 1237: last_index() came
+    # back as 274877907242 with no error.
+    path = tmp_path / "db"
+    _fill(path, engine)
+    with raftstore.open(path) as store:
+        raw = store.kv.get(LOGS, (45).to_bytes(8, "big"))
+        assert raw is not None
+        damaged = (45 | 1 << 38).to_bytes(8, "big")
+        store.kv.write(WriteBatch(puts=[(LOGS, damaged, raw)]))
+    with pytest.raises(CorruptionError, match="the key is damaged"):
+        raftstore.open(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b'{"engine": "lmdb", "formbt": 2, "state": "ready"}', id="flipped-format-key"),
+        pytest.param(b'{"engine": "lmdb", "format": 2, "stbte": "ready"}', id="flipped-state-key"),
+        pytest.param(b'{"enginf": "lmdb", "format": 2, "state": "ready"}', id="flipped-engine-key"),
+    ],
+)
+def test_a_marker_with_a_damaged_key_is_corruption_not_a_key_error(
+    content: bytes, tmp_path: Path
+) -> None:
+    # Damage campaign seeds lmdb 1040, 1156: a raw KeyError: 'format' at open.
+    path = tmp_path / "db"
+    _fill(path, "lmdb")
+    (path / "raftstore.json").write_bytes(content)
+    with pytest.raises(CorruptionError, match=r"raftstore\.json"):
+        raftstore.open(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "raftstore", "verify", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode in (1, 6), result.stderr
+    assert "KeyError" not in result.stderr
