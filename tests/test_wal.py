@@ -450,8 +450,9 @@ def test_reopen_reads_the_same_whatever_the_log_length(tmp_path: Path) -> None:
         with open_wal(tmp_path / str(count)) as store:
             reports[count] = dict(engine_of(store).recovery)
             assert store.last_index() == count
-    # A clean close leaves a checkpoint: the reopen scans nothing and reads one segment.
-    assert reports[2_000]["segments_read"] == reports[40_000]["segments_read"] == 1
+    # A clean close leaves a checkpoint: the reopen scans nothing and reads the tail, plus
+    # the segments of the first and last entries (the store checks both records at open).
+    assert reports[2_000]["segments_read"] == reports[40_000]["segments_read"] <= 3
     assert reports[2_000]["bytes_scanned"] == reports[40_000]["bytes_scanned"] == 0
     per_segment = SEGMENT // 56 + 100
     assert max(reports[2_000]["indexed"], reports[40_000]["indexed"]) <= per_segment
@@ -466,7 +467,7 @@ def test_reopen_after_a_crash_scans_at_most_the_tail_segment(tmp_path: Path) -> 
     with open_wal(image) as reopened:
         report = engine_of(reopened).recovery
         assert reopened.last_index() == 40_000
-    assert report["segments_read"] == 1
+    assert report["segments_read"] <= 3  # the tail, and those of the first and last entries
     assert 0 < report["bytes_scanned"] <= SEGMENT + 100 * 64
 
 

@@ -51,6 +51,7 @@ from raftstore.engines.base import (
     between,
     one_of,
 )
+from raftstore.engines.wal.recovery import create_layout, open_layout
 from raftstore.engines.wal.segment import (
     COMMIT_FRAME_SIZE,
     KV_CLEAR,
@@ -66,18 +67,14 @@ from raftstore.engines.wal.segment import (
     index_frame,
     kv_frame,
     log_frame_head,
-    read_index_frame,
-    recover_tail,
     segment_name,
     write_segment_header,
 )
-from raftstore.engines.wal.spare import PREALLOCATE_MODES, SparePreparer, prepare_file
+from raftstore.engines.wal.spare import PREALLOCATE_MODES, SparePreparer
 from raftstore.engines.wal.stable import (
     MANIFEST,
-    MANIFEST_TMP,
     Manifest,
     SegmentRecord,
-    SortedTable,
     apply_kv,
     encode_kv,
     read_manifest,
@@ -160,23 +157,6 @@ class WalEngine(Engine):
         self.directory = path
         self._segment_size = int(options.get("segment_size", 8 * _MIB))
         self._preallocate = str(options.get("preallocate", "zero"))
-        self._poisoned = ""
-        self._tables = {STABLE: SortedTable(), META: SortedTable()}
-        self._sealed: list[Segment] = []
-        self._bases: list[int] = []
-        self._first = self._last = 0
-        self._next_id = 1
-        self._obsolete: list[int] = []
-        self._dirty = False
-        self._unsynced = False
-        self._must_rotate = False
-        self._closed = False
-        #: The manifest on disk says "closed cleanly" (cleared by a session's first write).
-        self._clean_on_disk = True
-        self._spare_started = False
-        #: What the last open read: segments opened, bytes scanned, index entries loaded.
-        self.recovery: dict[str, int] = {"segments_read": 0, "bytes_scanned": 0, "indexed": 0}
-        self._preparer: SparePreparer | None = None
         manifest = read_manifest(path)
         if manifest is None:
             if not self.create:
@@ -184,146 +164,27 @@ class WalEngine(Engine):
                     f"wal store {path} has lost its manifest ({path / MANIFEST} is missing):"
                     f" the segment list and stable store are gone; {REMEDY}"
                 )
-            self._tail = self._create_new()
+            layout = create_layout(path, self._segment_size, self._preallocate)
         else:
-            self._tail = self._open_existing(manifest)
+            layout = open_layout(path, manifest, read_only=self.read_only)
+        self._tail, self._sealed, self._tables = layout.tail, layout.sealed, layout.tables
+        self._bases = [s.base for s in layout.sealed]
+        self._first, self._last = layout.first, layout.last
+        self._next_id, self._obsolete = layout.next_id, layout.obsolete
+        #: The manifest on disk says "closed cleanly" (cleared by a session's first write).
+        self._clean_on_disk = layout.clean
+        #: Bytes of a torn batch lie past the tail's end: the next batch starts a segment.
+        self._must_rotate = layout.torn
+        #: What this open read: segments opened, bytes scanned, index entries loaded.
+        self.recovery = layout.recovery
+        #: Why the handle refuses every call ("" while it is usable).
+        self._poisoned = ""
+        #: The tail has frames its checkpoint does not cover; writes not yet fdatasynced.
+        self._dirty = self._unsynced = False
+        self._closed = self._spare_started = False
+        self._preparer: SparePreparer | None = None
         if not self.read_only:
             self._preparer = SparePreparer(path, self._segment_size, self._preallocate)
-
-    # -- opening ---------------------------------------------------------------
-
-    def _create_new(self) -> Segment:
-        """Create segment 1 and the first manifest (a creation cut short is begun again)."""
-        directory = self.directory
-        for entry in os.listdir(directory):
-            if not (
-                entry == MANIFEST_TMP or (entry.startswith("segment-") and entry.endswith(".wal"))
-            ):
-                raise CorruptionError(
-                    f"wal store {directory} holds no manifest but holds {entry!r}, which is not"
-                    " a file raftstore creates; remove it or use an empty directory"
-                )
-        try:
-            for entry in os.listdir(directory):
-                os.unlink(directory / entry)  # left by a creation that was killed
-            prepare_file(directory, 1, self._segment_size, self._preallocate)
-            tail = Segment(directory, 1, 0, 0)
-            write_segment_header(tail.path, 1)
-            self._next_id = 2
-            write_manifest(directory, self._manifest(tail))
-        except OSError as exc:
-            raise StorageError(f"cannot create wal store {directory}: {exc}") from exc
-        tail.offsets, tail.lengths = array("Q"), array("I")
-        tail.open(writable=True, minimum_size=0)
-        return tail
-
-    def _open_existing(self, manifest: Manifest) -> Segment:
-        directory = self.directory
-        self._check_files(manifest)
-        for namespace, values in manifest.tables.items():
-            table = self._tables[namespace]
-            for key in sorted(values):
-                table.put(key, values[key])
-        self._next_id = manifest.next_id
-        self._clean_on_disk = manifest.clean
-        self._obsolete = list(manifest.obsolete)
-        for record in manifest.segments[:-1]:
-            segment = Segment(directory, record.id, record.base, record.count)
-            segment.sealed = True
-            segment.index_offset = record.index_offset
-            segment.index_count = record.count
-            self._sealed.append(segment)
-            self._bases.append(record.base)
-        record = manifest.segments[-1]
-        tail = Segment(directory, record.id, record.base, record.count)
-        tail.open(writable=not self.read_only, minimum_size=0)
-        try:
-            self._recover(tail, record)
-        except BaseException:
-            tail.close()
-            raise
-        if manifest.first_index:
-            self._first = manifest.first_index
-        elif tail.count:
-            self._first = tail.base
-        if tail.count:
-            self._last = tail.last
-        elif self._sealed:
-            self._last = self._sealed[-1].last
-        if self._first and self._first > self._last:
-            tail.close()
-            raise CorruptionError(
-                f"wal store {directory}: the manifest says the log starts at {self._first} but"
-                f" its segments end at {self._last}; {REMEDY}"
-            )
-        return tail
-
-    def _recover(self, tail: Segment, record: SegmentRecord) -> None:
-        """Load the tail's checkpoint and scan the rest of it to its last valid commit."""
-        view = tail.map
-        size = tail.mapped
-        self.recovery["segments_read"] = 1
-        if record.index_offset:
-            if view is None:
-                raise CorruptionError(f"wal segment {tail.path} is empty; {REMEDY}")
-            offsets, lengths, start = read_index_frame(
-                view, record.index_offset, size, tail.id, record.count, tail.path
-            )
-            tail.index_offset, tail.index_count = record.index_offset, record.count
-        else:
-            offsets, lengths, start = array("Q"), array("I"), SEGMENT_HEADER_SIZE
-        self.recovery["indexed"] = len(offsets)
-        found = recover_tail(
-            view if view is not None else b"",
-            start,
-            size,
-            tail.id,
-            record.base,
-            len(offsets),
-            tail.path,
-            look_ahead=not self._clean_on_disk,
-        )
-        self.recovery["bytes_scanned"] = found.scanned
-        for kind, payload in found.kv:
-            apply_kv(self._tables, kind, payload, f"wal segment {tail.path}")
-        offsets.extend(found.starts)
-        lengths.extend(found.lengths)
-        tail.offsets, tail.lengths = offsets, lengths
-        tail.base = found.base
-        tail.count = len(offsets)
-        tail.write_offset = found.end
-        # Bytes of a torn batch lie after the end: new batches go to a fresh segment.
-        self._must_rotate = bool(found.torn)
-
-    def _check_files(self, manifest: Manifest) -> None:
-        """Every segment the manifest names exists; no file it does not know is there."""
-        directory = self.directory
-        known = {MANIFEST, MANIFEST_TMP, segment_name(manifest.next_id)}
-        known.update(segment_name(i) for i in manifest.obsolete)
-        listed = {segment_name(s.id): s for s in manifest.segments}
-        try:
-            present = set(os.listdir(directory))
-        except OSError as exc:
-            raise StorageError(f"cannot list wal store {directory}: {exc}") from exc
-        unknown = sorted(present - known - set(listed))
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (
-                f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            )
-            raise CorruptionError(
-                f"wal store {directory} holds files its segment list does not name: {shown}."
-                " raftstore never uses a segment it does not know (a copy of another store's"
-                " file, or one restored from an older backup?); move them out of the store if"
-                f" they do not belong to it, else {REMEDY}"
-            )
-        missing = sorted(name for name in listed if name not in present)
-        if missing:
-            segment = listed[missing[0]]
-            raise CorruptionError(
-                f"wal store {directory} has lost segment file {missing[0]} (entries from"
-                f" {segment.base or 'the first batch'}; {len(missing)} of"
-                f" {len(listed)} segment files missing); {REMEDY}"
-            )
 
     # -- state -----------------------------------------------------------------
 
