@@ -252,6 +252,20 @@ def test_a_missing_file_is_refused_and_nothing_is_created(tmp_path: Path, which:
     assert digest(tmp_path / "db") == before
 
 
+def test_a_store_that_fails_its_open_is_left_as_it_was(tmp_path: Path) -> None:
+    store = open_wal(tmp_path / "db")
+    for i in range(1, 601, 20):
+        store.store_logs(entries(i, i + 19))
+    image = crash_image(store, tmp_path / "image")  # unclean: the next close would checkpoint
+    first = in_image(image, engine_of(store).segments()[0])
+    store.close()
+    os.truncate(first, 1000)  # found when the store reads its first entry at open
+    before = digest(image)
+    with pytest.raises(CorruptionError, match="truncated"):
+        open_wal(image)
+    assert digest(image) == before
+
+
 def test_a_damaged_manifest_is_refused(tmp_path: Path) -> None:
     with open_wal(tmp_path / "db") as store:
         store.store_logs(entries(1, 10))

@@ -182,6 +182,9 @@ class WalEngine(Engine):
         #: The tail has frames its checkpoint does not cover; writes not yet fdatasynced.
         self._dirty = self._unsynced = False
         self._closed = self._spare_started = False
+        #: A write reached this handle: only then may close touch a file (an open that
+        #: fails is closed too, and must leave the files as it found them).
+        self._wrote = False
         self._preparer: SparePreparer | None = None
         if not self.read_only:
             self._preparer = SparePreparer(path, self._segment_size, self._preallocate)
@@ -226,6 +229,7 @@ class WalEngine(Engine):
             self._raise_poisoned()
         if self.read_only:
             raise ReadOnlyError(f"wal store {self.directory} is open read-only")
+        self._wrote = True
         if self._clean_on_disk:
             self._mark_open()
 
@@ -669,7 +673,7 @@ class WalEngine(Engine):
             return
         self._closed = True
         try:
-            if not (self.read_only or self._poisoned) and (self._dirty or not self._clean_on_disk):
+            if self._wrote and not self._poisoned and (self._dirty or not self._clean_on_disk):
                 # Bytes of a torn batch past the end: the next open must look past them.
                 self._checkpoint(clean=not self._must_rotate)
         finally:
