@@ -231,6 +231,14 @@ def test_patroni_own_raft_tests_pass_in_path_mode(tmp_path: Path) -> None:
     assert not (tmp / "127.0.0.1:1234.journal").exists()
 
 
+def _store_ready(store: Path) -> bool:
+    try:
+        marker = json.loads((store / "raftstore.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(marker.get("state") == "ready")
+
+
 def test_patroni_raft_controller_runs_through_the_launcher(tmp_path: Path) -> None:
     """The console script ``patroni_raft_controller``, unchanged, journals to a store."""
     (port,) = free_ports(1)
@@ -260,7 +268,9 @@ def test_patroni_raft_controller_runs_through_the_launcher(tmp_path: Path) -> No
     )
     try:
         deadline = time.monotonic() + 60
-        while not (store / "raftstore.json").is_file():
+        # Ready, not just present: the marker says "creating" until the store's
+        # creation is durable, and a SIGTERM then leaves it unfinished.
+        while not _store_ready(store):
             assert process.poll() is None, process.communicate(timeout=10)[0]
             assert time.monotonic() < deadline, "no store appeared within 60 s"
             time.sleep(0.2)
