@@ -420,9 +420,12 @@ class WalEngine(Engine):
         kv_ops: list[tuple[int, bytes]],
     ) -> None:
         """Write one batch (log entries from *start*, then KV frames) and its commit frame."""
-        if not self._spare_started and self._preparer is not None:
+        if not self._spare_started and self._tail.write_offset > self._segment_size // 2:
+            # Not at a session's first write: zero-filling 8 MiB then competes with the
+            # first synced appends. Half a segment leaves ample time to finish.
             self._spare_started = True
-            self._preparer.start(self._next_id)
+            if self._preparer is not None:
+                self._preparer.start(self._next_id)
         count = len(values)
         if count:
             try:
