@@ -320,7 +320,11 @@ def verify_store(
         with reporting_damage():
             store = open_existing(target, read_only=True)
     except (CorruptionError, UnsupportedFormatError) as exc:
-        report.add_problem("meta", str(exc))
+        # Damage that stops the store from opening: its meta record, its
+        # marker, or the engine's own files (a block checksum, a lost file).
+        text = str(exc)
+        where = "meta" if "meta record" in text else "engine files"
+        report.add_problem(where, text)
         return report
     with store:
         report.engine, report.codec = store.engine, store.codec

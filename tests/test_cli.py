@@ -405,6 +405,30 @@ def test_verify_catches_damage_and_gaps(engine: str, make_store: Callable[..., P
     assert "FAILED: 6 damaged record(s), 1 gap(s)" in text.stdout
 
 
+@pytest.mark.parametrize("engine", ["rocksdb", "leveldb"])
+def test_verify_reports_damaged_engine_files_as_a_finding(
+    engine: str, make_store: Callable[..., Path]
+) -> None:
+    # Issue 12: a block checksum mismatch used to be one error line (exit 6)
+    # and nothing on stdout with --json.
+    path = make_store(engine)
+    assert run("compact", str(path)).returncode == 0  # LevelDB keeps a small store in its log
+    tables = sorted(p for p in (path / "data").iterdir() if p.suffix in (".sst", ".ldb"))
+    assert tables, "the store has no table file to damage"
+    damaged = bytearray(tables[0].read_bytes())
+    damaged[100] ^= 0xFF
+    tables[0].write_bytes(bytes(damaged))
+    result = run("verify", str(path), "--json")
+    assert result.returncode == cli.EXIT_FAILED, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["problems"][0]["where"] == "engine files"
+    assert "restore" in report["problems"][0]["problem"]
+    text = run("verify", str(path))
+    assert text.returncode == cli.EXIT_FAILED
+    assert "FAILED" in text.stdout
+
+
 def test_verify_reports_a_damaged_meta_record(make_store: Callable[..., Path]) -> None:
     path = make_store("lmdb")
     with raftstore.open(path) as store:
