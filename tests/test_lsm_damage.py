@@ -49,8 +49,9 @@ def index(n):
 
 if action == "write":
     engine = Engine(path, sync=True, read_only=False, options=options, create=args["create"])
+    sizes = args.get("sizes", {})
     for n in range(args["low"], args["high"] + 1):
-        engine.write(WriteBatch(puts=[(LOGS, index(n), b"x" * 100)]))
+        engine.write(WriteBatch(puts=[(LOGS, index(n), b"x" * sizes.get(str(n), 100))]))
     if args["close"]:
         engine.close()
     os._exit(0)  # without close: the writes stay in the engine's log
@@ -122,11 +123,15 @@ def write(
     close: bool,
     create: bool = True,
     options: dict[str, Any] | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> None:
-    """Write logs *low*..*high*, one synced batch each; *close* or leave them in the log."""
+    """Write logs *low*..*high*, one synced batch each; *close* or leave them in the log.
+
+    Each value is 100 bytes, or ``sizes[str(index)]`` bytes.
+    """
     child(
         engine, path, "write", low=low, high=high, close=close, create=create,
-        options=options or {},
+        options=options or {}, sizes=sizes or {},
     )  # fmt: skip
 
 
@@ -250,12 +255,60 @@ def test_torn_final_record_opens_with_every_earlier_write(engine: str, data: Pat
     assert report["values_ok"]
 
 
+# -- a deleted or zeroed live log: the last writes are gone, never silently -----------------
+
+
+def test_deleted_live_log_is_refused(engine: str, data: Path) -> None:
+    # The last writes are only in the live log; without it the engine would open rolled back.
+    write(engine, data, 1, 20, close=True)
+    write(engine, data, 21, 40, close=False, create=False)
+    logs = logs_of(data)
+    assert logs
+    for log in logs:
+        log.unlink()
+    assert_refused(engine, data, "log")
+    assert_refused(engine, data, "log", read_only=True)
+
+
+def test_deleted_empty_live_log_is_refused(engine: str, data: Path) -> None:
+    # Even when it held nothing: the MANIFEST names it, and the engine never deletes it.
+    write(engine, data, 1, 20, close=True)
+    write(engine, data, 21, 20, close=True, create=False)  # an open flushes; no write after
+    log = max(logs_of(data), key=lambda p: int(p.stem))
+    assert log.stat().st_size == 0
+    log.unlink()
+    assert_refused(engine, data, "log")
+
+
+#: A put of a 100-byte value is a 131-byte log record (7 header, 12 batch header, 1 type,
+#: 1 + 9 key, 1 + 100 value): 249 of them and one of 149 bytes fill the first 32 KiB block.
+_FILL_FIRST_BLOCK = {"250": 118}
+
+
+def test_zeroed_log_region_before_later_records_is_refused(engine: str, data: Path) -> None:
+    # Zeros at a record boundary up to a block's end: LevelDB skips the rest of the block and
+    # reads on at the next (a fresh record): writes after the hole would come back without it.
+    write(engine, data, 1, 400, close=False, sizes=_FILL_FIRST_BLOCK)
+    (log,) = [p for p in logs_of(data) if p.stat().st_size]
+    from raftstore.engines._lsm_records import _log_records
+
+    whole = bytearray(log.read_bytes())
+    records = list(_log_records(whole))
+    starts = [pos for pos, _, _ in records]
+    assert 32768 in starts, "the first block is full"
+    assert records[starts.index(32768)][1] == 1, "block 2 starts with a whole record"
+    zero_from = starts[200]
+    whole[zero_from:32768] = bytes(32768 - zero_from)
+    log.write_bytes(bytes(whole))
+    assert_refused(engine, data, "missing")
+
+
 # -- issue 10 case 3: a truncated RocksDB MANIFEST is not a shorter valid one ---------------
 
 
 def _record_ends(path: Path) -> list[int]:
     """Offsets just after each physical record of a RocksDB log-format file."""
-    from raftstore.engines.rocksdb import _log_records
+    from raftstore.engines._lsm_records import _log_records
 
     data = path.read_bytes()
     return [

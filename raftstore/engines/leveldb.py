@@ -30,17 +30,33 @@ and ``paranoid_checks=True``, so a damaged log block fails the open with
 a torn final record (a write that never returned) is still dropped quietly.
 LevelDB rewrites its info log (``LOG``, ``LOG.old``) on every open, a failed
 one included; no other file changes when an open fails.
+
+Before any native call, an existing database's MANIFEST is read in Python
+(`raftstore.engines._lsm_records`): a missing live log (the log number the
+MANIFEST records, which LevelDB never deletes while it is live) or a hole in
+the sequence numbers of the write batches in the logs LevelDB replays (a
+zeroed block LevelDB would skip) is refused (`LevelDBEngine._check_logs`).
+Out of reach: a log cut at a record boundary, or zeroed from some point to its
+end, looks like writes that were never made; only an outside record (the
+store's own meta record, raftstore's checks) can tell them apart.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import plyvel
 
+from raftstore.engines._lsm_records import (
+    _file_number,
+    _wal_batches,
+    batch_gap,
+    read_leveldb_manifest,
+)
 from raftstore.engines._prefixed import (
     GIB,
     KIB,
@@ -162,6 +178,56 @@ class LevelDBEngine(PrefixedEngine[Any]):
         self._opened(native)
 
     _native_text = staticmethod(_message)
+
+    # -- checks of an existing database ----------------------------------------------------
+
+    def _check_existing(self) -> None:
+        super()._check_existing()
+        self._check_logs()
+
+    def _check_logs(self) -> None:
+        """Refuse, before any native call, a database whose live log is missing or has a hole.
+
+        The MANIFEST records the log number L (logs below it are flushed into
+        tables). LevelDB creates log L before the record naming it (on every
+        open, and on every memtable switch), syncs the directory with that
+        record, and deletes a log only once a later record moved L past it:
+        log L (and a recorded previous log) is never missing unless deleted
+        behind LevelDB's back, and LevelDB would then open without its writes.
+        A write batch numbered past the writes before it in the logs it
+        replays (or past the MANIFEST's last sequence number, for the first)
+        means writes in between are gone while later ones are there: LevelDB
+        skips a zeroed block and reads on.
+        """
+        data = self._data_path
+        try:
+            manifest_name = (data / "CURRENT").read_bytes().decode("ascii", "replace").strip()
+            names = os.listdir(data)
+        except OSError as exc:
+            self._raise_native(exc, "listing")
+        manifest = read_leveldb_manifest(data / manifest_name)
+        if manifest is None or manifest.log_number == 0:
+            return  # records this parser does not know: LevelDB's own checks apply
+        logs = {_file_number(n): n for n in names if n.endswith(".log")}
+        needed = [manifest.log_number]
+        if manifest.prev_log_number:
+            needed.append(manifest.prev_log_number)
+        for number in needed:
+            if number not in logs:
+                raise self._damaged(
+                    f"{manifest_name} names the live log {number:06d}.log, which is missing: "
+                    "the last writes were in it"
+                )
+        replayed = sorted(
+            (number, name)
+            for number, name in logs.items()
+            if number >= manifest.log_number or number == manifest.prev_log_number
+        )
+        gap = batch_gap(
+            [(name, _wal_batches(data / name)) for _, name in replayed], manifest.last_sequence
+        )
+        if gap is not None:
+            raise self._damaged(gap)
 
     @staticmethod
     def _is_lock_error(exc: BaseException, text: str) -> bool:

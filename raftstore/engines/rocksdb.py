@@ -29,6 +29,12 @@ file) and the MANIFEST check below have passed. RocksDB's log reader loops
 forever on a record of the "recyclable" types in a WAL that was not recycled
 (as damage can make one): those are looked for first, in Python, and refused.
 
+The live WAL (`RocksDBEngine._check_live_wal`, before any native open, read-only
+ones included): RocksDB creates a WAL on every open and memtable switch before
+it records a log number L naming it or an older one, and never deletes the WAL
+it writes to, not even on close; so a MANIFEST with L set and no WAL numbered
+L or more is a deleted live WAL, refused.
+
 The MANIFEST check (`RocksDBEngine._check_table_files`). RocksDB reads a
 truncated MANIFEST as an older valid one and then deletes the table files it
 no longer lists; the writes those held are gone if the WALs they were flushed
@@ -89,12 +95,22 @@ from __future__ import annotations
 import mmap
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import rocksdict
 
+from raftstore.engines._lsm_records import (
+    _file_number,
+    _log_scan,
+    _logical_records,
+    _read_whole,
+    _slice,
+    _Unreadable,
+    _varint,
+    _wal_batches,
+)
 from raftstore.engines._prefixed import (
     GIB,
     KIB,
@@ -127,119 +143,8 @@ _COMPRESSIONS: Mapping[str, Callable[[], rocksdict.DBCompressionType]] = {
 
 #: RocksDB rotates its info log on every open; keep a few, not its default 1000.
 _KEEP_INFO_LOG_FILES = 5
-
-# -- RocksDB's log format (WAL and MANIFEST), as far as the checks below need it ---------
-
-#: Log files are written in blocks of this many bytes; a record never spans a block edge.
-_LOG_BLOCK = 32 * 1024
-#: A physical record's header: checksum (4), length (2, little-endian), type (1).
-_LOG_HEADER = 7
-#: Record types of recycled log files. raftstore never recycles WALs, so one of these is
-#: damage, and RocksDB's reader loops forever on it instead of reporting it.
-_RECYCLABLE_TYPES = frozenset((5, 6, 7, 8, 11))
-#: Fragment types of a logical record: whole, or first, middle and last pieces.
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 #: Attempts at a read-only (re)open beside a writer that is replacing files meanwhile.
 _READ_ONLY_ATTEMPTS = 5
-
-
-def _log_records(data: Any, start: int = 0) -> Iterator[tuple[int, int, int]]:
-    """Yield ``(offset, type, length)`` of each physical record from *start*, as RocksDB walks.
-
-    A record whose length runs past its block makes the reader skip to the
-    next block, as does a zero header (preallocated space); a partial header
-    at the end is a torn tail and ends the walk.
-    """
-    size = len(data)
-    pos = start
-    while pos + _LOG_HEADER <= size:
-        left = _LOG_BLOCK - pos % _LOG_BLOCK
-        if left < _LOG_HEADER:
-            pos += left  # the block's zero-filled trailer
-            continue
-        length = data[pos + 4] | (data[pos + 5] << 8)
-        kind = data[pos + 6]
-        yield pos, kind, length
-        end = pos + (_LOG_HEADER + 4 if kind in _RECYCLABLE_TYPES else _LOG_HEADER) + length
-        if (kind == 0 and length == 0) or end > pos + left:
-            pos += left
-        else:
-            pos = end
-
-
-def _read_whole(path: Path) -> Any:
-    """Return the bytes of *path* (memory-mapped when it is large), or b"" when missing."""
-    try:
-        with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            if size < 1024 * 1024:
-                return file.read()
-            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    except FileNotFoundError:
-        return b""
-
-
-def _log_scan(path: Path, start: int = 0) -> tuple[str | None, int]:
-    """Scan the log file *path* from *start* (a record boundary).
-
-    Returns ``(problem, resume)``: a description of a record RocksDB cannot
-    read without looping (or None), and the offset to resume a later scan at.
-    """
-    data = _read_whole(path)
-    resume = start
-    try:
-        for pos, kind, _ in _log_records(data, start):
-            if kind in _RECYCLABLE_TYPES:
-                return f"{path.name} has a record of unknown type {kind} at offset {pos}", pos
-            resume = pos
-    finally:
-        if isinstance(data, mmap.mmap):
-            data.close()
-    return None, resume
-
-
-def _logical_records(data: Any) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(offset, payload)`` of each whole logical record, fragments joined.
-
-    Only records whose every fragment is in the file are yielded (a torn
-    tail is dropped, as RocksDB drops it); a fragment out of order starts
-    over, as RocksDB's reader does. No checksum is checked here: these
-    checks run after RocksDB itself has read the files without complaint.
-    """
-    parts: list[bytes] = []
-    start = 0
-    for pos, kind, length in _log_records(data):
-        if pos + _LOG_HEADER + length > len(data):
-            return
-        payload = bytes(data[pos + _LOG_HEADER : pos + _LOG_HEADER + length])
-        if kind == _FULL:
-            parts = []
-            yield pos, payload
-        elif kind == _FIRST:
-            parts, start = [payload], pos
-        elif kind == _MIDDLE and parts:
-            parts.append(payload)
-        elif kind == _LAST and parts:
-            parts.append(payload)
-            yield start, b"".join(parts)
-            parts = []
-        else:
-            parts = []
-
-
-def _wal_batches(path: Path) -> list[tuple[int, int]]:
-    """Return ``(sequence, count)`` of each whole write batch in the WAL *path*, in order."""
-    data = _read_whole(path)
-    try:
-        return [
-            (int.from_bytes(payload[:8], "little"), int.from_bytes(payload[8:12], "little"))
-            for _, payload in _logical_records(data)
-            if len(payload) >= 12
-        ]
-    finally:
-        if isinstance(data, mmap.mmap):
-            data.close()
-
 
 def _largest_sequence(path: Path) -> int | None:
     """Return the ``rocksdb.key.largest.seqno`` property of table file *path*, or None."""
@@ -266,11 +171,6 @@ def _largest_sequence(path: Path) -> int | None:
         if not byte & 0x80:
             return number
     return None
-
-
-def _file_number(name: str) -> int:
-    stem = name.split(".", 1)[0].split("-")[-1]
-    return int(stem) if stem.isdigit() else -1
 
 
 #: The footer magic number that ends every complete block-based table file.
@@ -304,32 +204,6 @@ _VARINT_TAGS = frozenset(
 _SLICE_TAGS = frozenset(
     (_TAG_COMPARATOR, _TAG_COLUMN_FAMILY_ADD, _TAG_BLOB_FILE_ADDITION, _TAG_BLOB_FILE_GARBAGE)
 )
-
-
-class _Unreadable(Exception):
-    """A MANIFEST record this parser does not understand."""
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """Decode a little-endian base-128 varint at *pos*; return ``(value, next position)``."""
-    number = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise _Unreadable("a varint runs past its record")
-        byte = data[pos]
-        pos += 1
-        number |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return number, pos
-
-
-def _slice(data: bytes, pos: int) -> tuple[bytes, int]:
-    """Decode a length-prefixed slice at *pos*; return ``(bytes, next position)``."""
-    length, pos = _varint(data, pos)
-    if pos + length > len(data):
-        raise _Unreadable("a slice runs past its record")
-    return data[pos : pos + length], pos + length
 
 
 class _Manifest:
@@ -542,6 +416,41 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
     def _check_existing(self) -> None:
         super()._check_existing()
         self._check_logs()
+        self._check_live_wal()
+
+    def _check_live_wal(self) -> None:
+        """Refuse a database whose live WAL is gone: no WAL numbered at least the log number.
+
+        RocksDB creates a WAL on every open and on every memtable switch, and
+        records a log number L (the oldest WAL holding unflushed writes) only
+        after the WAL it names or a later one exists, its name synced with the
+        directory (a flush syncs the directory before its MANIFEST record; an
+        open syncs it with the new MANIFEST). It deletes a WAL only once L has
+        moved past it, and never the one it writes to, not even on close. So
+        a MANIFEST whose L is set while no WAL numbered L or more is there
+        means a deleted WAL, whose writes (the last ones) RocksDB would drop
+        without an error. The MANIFEST is read before the directory is listed,
+        so a writer beside a read-only handle cannot make this refuse.
+        """
+        data = self._data_path
+        try:
+            manifest_name = (data / "CURRENT").read_bytes().decode("ascii", "replace").strip()
+        except OSError as exc:
+            self._raise_native(exc, "listing")
+        manifest = _read_manifest(data / manifest_name)
+        if manifest is None or manifest.log_number == 0:
+            return  # unreadable (the table file check refuses what matters) or never recorded
+        try:
+            names = os.listdir(data)
+        except OSError as exc:
+            self._raise_native(exc, "listing")
+        if any(n.endswith(".log") and _file_number(n) >= manifest.log_number for n in names):
+            return
+        raise self._damaged(
+            f"{manifest_name} records log number {manifest.log_number}, but no WAL numbered "
+            f"{manifest.log_number} or more is there: the live write-ahead log was deleted, "
+            "and with it the last writes"
+        )
 
     def _log_files(self) -> list[tuple[str, int, int]]:
         """Return ``(name, size, mtime_ns)`` of CURRENT, every MANIFEST and every WAL."""

@@ -1,0 +1,260 @@
+"""Reading RocksDB's and LevelDB's log-format files (WALs, MANIFESTs) in Python.
+
+Both engines write their write-ahead logs and MANIFESTs in LevelDB's log
+format: 32 KiB blocks of physical records (checksum, length, type), whole or
+in fragments, and a write batch header of a sequence number (8 bytes) and a
+count (4 bytes). A MANIFEST's records are VersionEdits: tagged fields with
+varint and length-prefixed values; the tags LevelDB has (1 to 9) mean the same
+in RocksDB, which adds its own. The engines' open checks read these files
+before any native call; no checksum is verified here (the native open, or its
+read-only trial, does).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+#: Log files are written in blocks of this many bytes; a record never spans a block edge.
+_LOG_BLOCK = 32 * 1024
+#: A physical record's header: checksum (4), length (2, little-endian), type (1).
+_LOG_HEADER = 7
+#: Record types of recycled log files. raftstore never recycles WALs, so one of these is
+#: damage, and RocksDB's reader loops forever on it instead of reporting it.
+_RECYCLABLE_TYPES = frozenset((5, 6, 7, 8, 11))
+#: Fragment types of a logical record: whole, or first, middle and last pieces.
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def _log_records(data: Any, start: int = 0) -> Iterator[tuple[int, int, int]]:
+    """Yield ``(offset, type, length)`` of each physical record from *start*, as RocksDB walks.
+
+    A record whose length runs past its block makes the reader skip to the
+    next block, as does a zero header (preallocated space); a partial header
+    at the end is a torn tail and ends the walk.
+    """
+    size = len(data)
+    pos = start
+    while pos + _LOG_HEADER <= size:
+        left = _LOG_BLOCK - pos % _LOG_BLOCK
+        if left < _LOG_HEADER:
+            pos += left  # the block's zero-filled trailer
+            continue
+        length = data[pos + 4] | (data[pos + 5] << 8)
+        kind = data[pos + 6]
+        yield pos, kind, length
+        end = pos + (_LOG_HEADER + 4 if kind in _RECYCLABLE_TYPES else _LOG_HEADER) + length
+        if (kind == 0 and length == 0) or end > pos + left:
+            pos += left
+        else:
+            pos = end
+
+
+def _read_whole(path: Path) -> Any:
+    """Return the bytes of *path* (memory-mapped when it is large), or b"" when missing."""
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size < 1024 * 1024:
+                return file.read()
+            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except FileNotFoundError:
+        return b""
+
+
+def _log_scan(path: Path, start: int = 0) -> tuple[str | None, int]:
+    """Scan the log file *path* from *start* (a record boundary).
+
+    Returns ``(problem, resume)``: a description of a record RocksDB cannot
+    read without looping (or None), and the offset to resume a later scan at.
+    """
+    data = _read_whole(path)
+    resume = start
+    try:
+        for pos, kind, _ in _log_records(data, start):
+            if kind in _RECYCLABLE_TYPES:
+                return f"{path.name} has a record of unknown type {kind} at offset {pos}", pos
+            resume = pos
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
+    return None, resume
+
+
+def _logical_records(data: Any) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(offset, payload)`` of each whole logical record, fragments joined.
+
+    Only records whose every fragment is in the file are yielded (a torn
+    tail is dropped, as RocksDB drops it); a fragment out of order starts
+    over, as RocksDB's reader does. No checksum is checked here: these
+    checks run after RocksDB itself has read the files without complaint.
+    """
+    parts: list[bytes] = []
+    start = 0
+    for pos, kind, length in _log_records(data):
+        if pos + _LOG_HEADER + length > len(data):
+            return
+        payload = bytes(data[pos + _LOG_HEADER : pos + _LOG_HEADER + length])
+        if kind == _FULL:
+            parts = []
+            yield pos, payload
+        elif kind == _FIRST:
+            parts, start = [payload], pos
+        elif kind == _MIDDLE and parts:
+            parts.append(payload)
+        elif kind == _LAST and parts:
+            parts.append(payload)
+            yield start, b"".join(parts)
+            parts = []
+        else:
+            parts = []
+
+
+def _wal_batches(path: Path) -> list[tuple[int, int]]:
+    """Return ``(sequence, count)`` of each whole write batch in the WAL *path*, in order."""
+    data = _read_whole(path)
+    try:
+        return [
+            (int.from_bytes(payload[:8], "little"), int.from_bytes(payload[8:12], "little"))
+            for _, payload in _logical_records(data)
+            if len(payload) >= 12
+        ]
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
+
+
+def _file_number(name: str) -> int:
+    stem = name.split(".", 1)[0].split("-")[-1]
+    return int(stem) if stem.isdigit() else -1
+
+
+class _Unreadable(Exception):
+    """A MANIFEST record this parser does not understand."""
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """Decode a little-endian base-128 varint at *pos*; return ``(value, next position)``."""
+    number = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise _Unreadable("a varint runs past its record")
+        byte = data[pos]
+        pos += 1
+        number |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return number, pos
+
+
+def _slice(data: bytes, pos: int) -> tuple[bytes, int]:
+    """Decode a length-prefixed slice at *pos*; return ``(bytes, next position)``."""
+    length, pos = _varint(data, pos)
+    if pos + length > len(data):
+        raise _Unreadable("a slice runs past its record")
+    return data[pos : pos + length], pos + length
+
+
+# LevelDB's VersionEdit tags (db/version_edit.cc); RocksDB's are a superset.
+_TAG_COMPARATOR = 1
+_TAG_LOG_NUMBER = 2
+_TAG_NEXT_FILE = 3
+_TAG_LAST_SEQUENCE = 4
+_TAG_COMPACT_POINTER = 5
+_TAG_DELETED_FILE = 6
+_TAG_NEW_FILE = 7
+_TAG_PREV_LOG_NUMBER = 9
+
+
+class LevelDBManifest:
+    """What a LevelDB MANIFEST's records say: the log numbers and the last sequence number.
+
+    ``log_number``: logs numbered below it are flushed into tables (LevelDB
+    skips and deletes them); ``prev_log_number``: an older log still needed
+    (0 when none: LevelDB since 1.x always records 0); ``last_sequence``: the
+    last sequence number when the last edit was written.
+    """
+
+    def __init__(self, data: Any) -> None:
+        self.log_number = 0
+        self.prev_log_number = 0
+        self.last_sequence = 0
+        for _, record in _logical_records(data):
+            self._apply(record)
+
+    def _apply(self, edit: bytes) -> None:
+        pos = 0
+        while pos < len(edit):
+            tag, pos = _varint(edit, pos)
+            if tag in (_TAG_LOG_NUMBER, _TAG_PREV_LOG_NUMBER, _TAG_NEXT_FILE, _TAG_LAST_SEQUENCE):
+                value, pos = _varint(edit, pos)
+                if tag == _TAG_LOG_NUMBER:
+                    self.log_number = value
+                elif tag == _TAG_PREV_LOG_NUMBER:
+                    self.prev_log_number = value
+                elif tag == _TAG_LAST_SEQUENCE:
+                    self.last_sequence = value
+            elif tag == _TAG_COMPARATOR:
+                _, pos = _slice(edit, pos)
+            elif tag == _TAG_COMPACT_POINTER:
+                _, pos = _varint(edit, pos)
+                _, pos = _slice(edit, pos)
+            elif tag == _TAG_DELETED_FILE:
+                _, pos = _varint(edit, pos)
+                _, pos = _varint(edit, pos)
+            elif tag == _TAG_NEW_FILE:
+                _, pos = _varint(edit, pos)  # level
+                _, pos = _varint(edit, pos)  # number
+                _, pos = _varint(edit, pos)  # size
+                _, pos = _slice(edit, pos)  # smallest key
+                _, pos = _slice(edit, pos)  # largest key
+            else:
+                raise _Unreadable(f"unknown VersionEdit tag {tag}")
+
+
+def read_leveldb_manifest(path: Path) -> LevelDBManifest | None:
+    """Parse the LevelDB MANIFEST *path*; None when a record is not understood."""
+    data = _read_whole(path)
+    try:
+        return LevelDBManifest(data)
+    except _Unreadable:
+        return None
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
+
+
+def batch_gap(logs: list[tuple[str, list[tuple[int, int]]]], last_sequence: int) -> str | None:
+    """Describe the first hole in the write batches of *logs*, or None.
+
+    *logs*: ``(name, [(sequence, count), ...])`` of each log the engine
+    replays, oldest first; *last_sequence*: the MANIFEST's. A write batch
+    numbered past the writes before it (the previous batch's sequence plus
+    its count, or ``last_sequence + 1`` for the first) means writes in
+    between are in no log, while later ones are: a deleted or zeroed part of
+    a log, or a log missing between two others.
+    """
+    expected: int | None = None
+    where = ""
+    for name, batches in logs:
+        for sequence, count in batches:
+            if expected is None and sequence > last_sequence + 1:
+                return (
+                    f"{name} starts at sequence {sequence}, but the MANIFEST accounts for "
+                    f"writes only up to {last_sequence}: writes {last_sequence + 1}.."
+                    f"{sequence - 1} are in no log and no table file; a log, or its start, "
+                    "is missing"
+                )
+            if expected is not None and sequence > expected:
+                return (
+                    f"writes {expected}..{sequence - 1} are missing between {where} and "
+                    f"{name}, but writes after them are there: a log, or part of one, is "
+                    "missing or zeroed (the engine would recover the later writes without "
+                    "the earlier)"
+                )
+            expected = max(expected or 0, sequence + count)
+            where = name
+    return None
