@@ -273,7 +273,7 @@ def test_deleted_live_log_is_refused(engine: str, data: Path) -> None:
 def test_deleted_empty_live_log_is_refused(engine: str, data: Path) -> None:
     # Even when it held nothing: the MANIFEST names it, and the engine never deletes it.
     write(engine, data, 1, 20, close=True)
-    write(engine, data, 21, 20, close=True, create=False)  # an open flushes; no write after
+    child(engine, data, "compact")  # flushes the memtable: the live log is a new, empty one
     log = max(logs_of(data), key=lambda p: int(p.stem))
     assert log.stat().st_size == 0
     log.unlink()
@@ -528,3 +528,103 @@ def test_rocksdb_read_only_open_writes_no_file(tmp_path: Path) -> None:
     report = open_report("rocksdb", data, read_only=True)
     assert report.get("keys") == list(range(1, 41)), report
     assert snapshot("rocksdb", data) == before
+
+
+# -- LevelDB: a read-only open and a refused open change no byte and no name -----------------
+
+
+def every_file(path: Path) -> dict[str, bytes]:
+    """Every file's bytes under *path*, LevelDB's info log included."""
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+def test_leveldb_read_only_open_changes_no_file(data: Path) -> None:
+    # LevelDB has no read-only mode: opened in place it replays the log into a table file,
+    # writes a MANIFEST, changes CURRENT and deletes the log. The engine opens a snapshot.
+    pytest.importorskip("plyvel")
+    write("leveldb", data, 1, 30, close=True)
+    write("leveldb", data, 31, 40, close=False, create=False)  # a log to replay
+    before = every_file(data)
+    report = open_report("leveldb", data, read_only=True)
+    assert report.get("keys") == list(range(1, 41)), report
+    assert every_file(data) == before
+    assert sorted(p.name for p in data.parent.iterdir()) == ["data"], "the snapshot is removed"
+
+
+def test_leveldb_read_write_open_that_only_reads_changes_no_file(data: Path) -> None:
+    pytest.importorskip("plyvel")
+    write("leveldb", data, 1, 40, close=False)
+    before = every_file(data)
+    report = open_report("leveldb", data)
+    assert report.get("keys") == list(range(1, 41)), report
+    assert every_file(data) == before
+    write("leveldb", data, 41, 41, close=True, create=False)  # the first write opens in place
+    assert open_report("leveldb", data).get("keys") == list(range(1, 42))
+    assert not list(data.parent.glob(".leveldb-readonly-*"))
+
+
+def test_leveldb_refused_open_changes_no_file_not_even_the_info_log(data: Path) -> None:
+    pytest.importorskip("plyvel")
+    write("leveldb", data, 1, 100, close=False)
+    (log,) = [p for p in logs_of(data) if p.stat().st_size]
+    damaged = bytearray(log.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    log.write_bytes(bytes(damaged))
+    before = every_file(data)
+    for read_only in (False, True):
+        report = open_report("leveldb", data, read_only=read_only)
+        assert report.get("error") == "CorruptionError", report
+        assert every_file(data) == before
+    assert sorted(p.name for p in data.parent.iterdir()) == ["data"]
+
+
+def test_leveldb_stale_snapshot_of_a_dead_process_is_removed(data: Path) -> None:
+    pytest.importorskip("plyvel")
+    write("leveldb", data, 1, 10, close=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    stale = data.parent / f".leveldb-readonly-{dead}-abc"
+    stale.mkdir()
+    (stale / "CURRENT").write_bytes(b"x")
+    assert open_report("leveldb", data).get("keys") == list(range(1, 11))
+    assert not stale.exists()
+
+
+def _store_files(store: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()
+    }
+
+
+def test_leveldb_store_verify_and_read_only_open_change_no_file(tmp_path: Path) -> None:
+    pytest.importorskip("plyvel")
+    store = tmp_path / "store"
+    script = (
+        "import sys, raftstore\n"
+        "from raftstore import Log\n"
+        "s = raftstore.open(sys.argv[1], engine='leveldb')\n"
+        "s.store_logs([Log(index=i, term=1, data=b'x' * 100) for i in range(1, 51)])\n"
+        "s.set_uint64(b'CurrentTerm', 3)\n"
+        "s.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(store)], check=True, timeout=TIMEOUT)
+    before = _store_files(store)
+    names = sorted(p.name for p in store.rglob("*"))
+    result = subprocess.run(
+        [sys.executable, "-m", "raftstore", "verify", str(store)],
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    reader = (
+        "import sys, raftstore\n"
+        "s = raftstore.open(sys.argv[1], read_only=True)\n"
+        "assert s.last_index() == 50 and s.get_uint64(b'CurrentTerm') == 3\n"
+        "s.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", reader, str(store)], check=True, timeout=TIMEOUT)
+    assert sorted(p.name for p in store.rglob("*")) == names
+    after = _store_files(store)
+    # raftstore.lock is raftstore's own, not an engine file; every engine file is as it was.
+    assert {k: v for k, v in after.items() if k.startswith("data")} == {
+        k: v for k, v in before.items() if k.startswith("data")
+    }

@@ -16,20 +16,31 @@ keys have been deleted the engine compacts the deleted key range. plyvel's
 ``compact_range()`` without bounds compacts nothing useful: the bounds are
 always given.
 
-Read-only: LevelDB has no read-only mode and lets one handle at a time open a
-database. ``read_only=True`` is emulated: the database must exist, the
-handle takes LevelDB's exclusive LOCK like a writer (so it cannot run beside
-one: `StoreLockedError`), and every write through it raises `ReadOnlyError`.
-LevelDB still replays its log into a table file on open, as on any open; the
-data does not change. ``supports_read_only`` is False because a read-only
-handle cannot be open while a writer has the store.
+Read-only, and opening an existing database: LevelDB has no read-only mode
+(every open replays the log into a new table file, writes a new MANIFEST,
+replaces CURRENT and deletes the log) and lets one handle at a time open a
+database. So an existing database is opened on a private snapshot: a fresh
+directory beside it (``.leveldb-readonly-<pid>-<random>``) holding a hard
+link to each of its files but ``LOCK`` and the info logs. LevelDB never
+changes an existing file in place (it writes new files and renames them), so
+the database's own files are untouched. The handle holds the database's
+``LOCK`` (a POSIX lock, as LevelDB takes it) meanwhile, so no writer of
+another process changes the files under it (`StoreLockedError`), and one
+handle per process. A read-only handle reads from the snapshot for its whole
+life; a read-write handle reads from it (the trial open) until its first
+write, sync or compaction, which closes it and opens the real directory. A
+refused open, a `verify` or a session that only reads therefore changes no
+byte and no name. The snapshot is removed on close (and by a finaliser);
+those of processes that died are removed at the next open.
+``supports_read_only`` is False because a read-only handle cannot be open
+while a writer has the store.
 
 Never forget: an existing database opens with ``create_if_missing=False``
 and ``paranoid_checks=True``, so a damaged log block fails the open with
 `CorruptionError` instead of being skipped (a hole in the middle of the log);
 a torn final record (a write that never returned) is still dropped quietly.
 LevelDB rewrites its info log (``LOG``, ``LOG.old``) on every open, a failed
-one included; no other file changes when an open fails.
+one included: in the snapshot, not in the database.
 
 Before any native call, an existing database's MANIFEST is read in Python
 (`raftstore.engines._lsm_records`): a missing live log (the log number the
@@ -43,8 +54,15 @@ store's own meta record, raftstore's checks) can tell them apart.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import logging
 import os
+import shutil
+import tempfile
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -74,7 +92,7 @@ from raftstore.engines._prefixed import (
     namespace_prefix,
 )
 from raftstore.engines.base import EngineOption, WriteBatch, between
-from raftstore.errors import StorageError
+from raftstore.errors import StorageError, StoreLockedError
 
 __all__ = ["LevelDBEngine"]
 
@@ -89,6 +107,97 @@ def _message(exc: BaseException) -> str:
     if exc.args and isinstance(exc.args[0], bytes):
         return exc.args[0].decode("utf-8", "replace")
     return str(exc)
+
+
+#: Hard-link snapshots of a database's files live beside it, under this prefix and a pid.
+_SNAPSHOT_PREFIX = ".leveldb-readonly-"
+#: Files a snapshot leaves out: the lock, and the info log every open rewrites.
+_NOT_SNAPSHOTTED = ("LOCK", "LOG")
+#: Real paths of the databases open in this process (POSIX locks cannot tell handles apart).
+_in_use: set[str] = set()
+_in_use_lock = threading.Lock()
+
+
+def _snapshot(data: Path) -> Path:
+    """Return a new directory beside *data* holding a hard link to each of its files.
+
+    LevelDB never changes an existing file in place (it writes new files and
+    renames them over old names), so opening the snapshot leaves every file of
+    *data* as it was. ``LOCK`` and the info logs are left out. A file that
+    cannot be linked (another file system) is copied.
+    """
+    try:
+        snapshot = Path(
+            tempfile.mkdtemp(prefix=f"{_SNAPSHOT_PREFIX}{os.getpid()}-", dir=data.parent)
+        )
+    except OSError:
+        snapshot = Path(tempfile.mkdtemp(prefix=f"{_SNAPSHOT_PREFIX}{os.getpid()}-"))
+    try:
+        with os.scandir(data) as entries:
+            for entry in entries:
+                if entry.name.startswith(_NOT_SNAPSHOTTED) or not entry.is_file(
+                    follow_symlinks=False
+                ):
+                    continue
+                try:
+                    os.link(entry.path, snapshot / entry.name, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted meanwhile
+                except OSError:
+                    shutil.copy2(entry.path, snapshot / entry.name, follow_symlinks=False)
+    except BaseException:
+        shutil.rmtree(snapshot, ignore_errors=True)
+        raise
+    return snapshot
+
+
+class _Held:
+    """What a handle holds besides its native database: a snapshot, a lock, its claim.
+
+    `release` (idempotent; also the handle's finaliser) removes the snapshot,
+    closes the lock and drops the claim, in the opening process only: a
+    forked child never touches its parent's files.
+    """
+
+    def __init__(self, real: str) -> None:
+        self.owner = os.getpid()
+        self.real = real
+        self.snapshot: Path | None = None
+        self.lock_fd: int | None = None
+
+    def remove_snapshot(self) -> None:
+        snapshot, self.snapshot = self.snapshot, None
+        if snapshot is not None and os.getpid() == self.owner:
+            shutil.rmtree(snapshot, ignore_errors=True)
+
+    def release(self) -> None:
+        if os.getpid() != self.owner:
+            return
+        self.remove_snapshot()
+        lock_fd, self.lock_fd = self.lock_fd, None
+        if lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(lock_fd)
+        with _in_use_lock:
+            _in_use.discard(self.real)
+
+
+def _remove_stale_snapshots(parent: Path) -> None:
+    """Remove the snapshots in *parent* whose process is gone."""
+    try:
+        entries = [e for e in os.scandir(parent) if e.name.startswith(_SNAPSHOT_PREFIX)]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(_SNAPSHOT_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except OSError:
+            continue  # alive, another user's
 
 
 class LevelDBEngine(PrefixedEngine[Any]):
@@ -159,11 +268,78 @@ class LevelDBEngine(PrefixedEngine[Any]):
         self._pending_deletes = 0
         self._pending_low = b""
         self._pending_high = b""
+        real = os.path.realpath(self._data_path)
+        with _in_use_lock:
+            if real in _in_use:
+                held = BlockingIOError(errno.EAGAIN, "held by another handle in this process")
+                raise StoreLockedError(
+                    f"the {self.name} database at {self._data_path} is in use by another "
+                    "handle in this process; close it first"
+                ) from held
+            _in_use.add(real)
+        self._held = _Held(real)
+        #: The options of the real open a read-write handle still has to make, or None.
+        self._deferred: Mapping[str, Any] | None = None
+        self._switch_lock = threading.Lock()
+        weakref.finalize(self, self._held.release)
+        try:
+            self._open_native(options)
+        except BaseException:
+            self._held.release()
+            raise
+
+    def _open_native(self, options: Mapping[str, Any]) -> None:
+        """Open the database: read-only on a snapshot; read-write after a trial on one."""
+        if not self.create:
+            self._lock_existing()
+            _remove_stale_snapshots(self._data_path.parent)
+            snapshot = _snapshot(self._data_path)
+            self._held.snapshot = snapshot
+            # LevelDB has no read-only mode: replaying the log writes a table
+            # file and a MANIFEST, changes CURRENT and deletes the log. In the
+            # snapshot that touches none of the database's own files; for a
+            # read-write open it is the trial that must pass before the real open.
+            # A read-write handle reads from the snapshot too until its first
+            # write, sync or compaction opens the real directory (`_writable`):
+            # an open that the store then refuses (a damaged record) or that
+            # only reads leaves every file as it was.
+            self._opened(self._plyvel(snapshot, options))
+            if not self.read_only:
+                self._deferred = options
+            return
+        self._open_real(options)
+
+    def _open_real(self, options: Mapping[str, Any]) -> None:
         try:
             if self.create:
                 self._data_path.mkdir(parents=True, exist_ok=True)
-            native = plyvel.DB(
-                str(self._data_path),
+        except OSError as exc:
+            self._raise_native(exc, "open")
+        self._opened(self._plyvel(self._data_path, options))
+
+    def _writable(self) -> Any:
+        """Return the open database for a write: the real one, opened now if still deferred."""
+        db = self._live()
+        if self._deferred is None:
+            return db
+        with self._switch_lock:
+            options = self._deferred
+            if options is None:
+                return self._live()
+            self._db = None
+            try:
+                db.close()
+            except Exception as exc:
+                self._raise_native(exc, "close")
+            self._held.remove_snapshot()
+            self._deferred = None
+            self._open_real(options)
+        return self._live()
+
+    def _plyvel(self, directory: Path, options: Mapping[str, Any]) -> Any:
+        try:
+            return plyvel.DB(
+                str(directory),
                 create_if_missing=self.create,
                 # Fail on a damaged log block or table instead of skipping it.
                 paranoid_checks=True,
@@ -175,7 +351,40 @@ class LevelDBEngine(PrefixedEngine[Any]):
             )
         except Exception as exc:
             self._raise_native(exc, "open")
-        self._opened(native)
+
+    def _lock_existing(self) -> None:
+        """Take LevelDB's own lock on the database's ``LOCK`` file (without creating it).
+
+        A snapshot is consistent only while no writer changes the files, and
+        a read-only handle keeps a writer of another process out, as LevelDB's
+        own lock did. (This process's handles are kept apart by ``_in_use``:
+        POSIX locks do not conflict within a process.)
+        """
+        flags = os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(self._data_path / "LOCK", flags)
+        except FileNotFoundError:
+            return  # no writer can hold it: LevelDB creates LOCK when it opens
+        except OSError as exc:
+            self._raise_native(exc, "open")
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                raise StoreLockedError(
+                    f"the {self.name} database at {self._data_path} is in use by another "
+                    f"handle or process; close it first ({exc})"
+                ) from exc
+            self._raise_native(exc, "open")
+        self._held.lock_fd = fd
+
+    def close(self) -> None:
+        """Close the database, then remove its snapshot and release its lock."""
+        try:
+            super().close()
+        finally:
+            self._held.release()
 
     _native_text = staticmethod(_message)
 
@@ -256,7 +465,7 @@ class LevelDBEngine(PrefixedEngine[Any]):
         """
         if self.read_only:
             raise self._read_only_error()
-        db = self._live()
+        db = self._writable()
         # Not `with db.write_batch()`: plyvel's context manager writes even when the block raises.
         native = db.write_batch(sync=self.sync_writes)
         prefixes = NAMESPACE_PREFIXES
@@ -298,7 +507,7 @@ class LevelDBEngine(PrefixedEngine[Any]):
 
     def _compact_range(self, low: bytes, high: bytes) -> None:
         try:
-            self._live().compact_range(start=low, stop=high)
+            self._writable().compact_range(start=low, stop=high)
         except Exception as exc:
             self._raise_native(exc, "compact")
         self._pending_deletes = 0
@@ -371,6 +580,7 @@ class LevelDBEngine(PrefixedEngine[Any]):
         db = self._live()
         if self.read_only:
             return
+        db = self._writable()
         try:
             before = self._fsync_rotated_logs(())
         except OSError as exc:

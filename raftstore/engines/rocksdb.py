@@ -146,6 +146,7 @@ _KEEP_INFO_LOG_FILES = 5
 #: Attempts at a read-only (re)open beside a writer that is replacing files meanwhile.
 _READ_ONLY_ATTEMPTS = 5
 
+
 def _largest_sequence(path: Path) -> int | None:
     """Return the ``rocksdb.key.largest.seqno`` property of table file *path*, or None."""
     name = b"key.largest.seqno"
