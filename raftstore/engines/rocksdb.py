@@ -23,9 +23,14 @@ an error (point-in-time WAL recovery stops at a damaged record and then
 deletes the WAL; a truncated MANIFEST is read as a shorter valid one and the
 table files it no longer lists are deleted). This engine opens with
 tolerate-corrupted-tail-records recovery and paranoid checks, so only a torn
-final WAL record (a write that never returned) is dropped, and it opens an
-existing database read-write only after a read-only open (which changes no
-file) and the MANIFEST check below have passed. RocksDB's log reader loops
+final WAL record (a write that never returned) is dropped, and a read-write
+handle of an existing database reads from a read-only open (which changes no
+file), after the MANIFEST check below, until its first write, sync or
+compaction opens the database read-write: an open the store refuses after
+reading (a damaged meta record), or a session that only reads, changes no
+file. Meanwhile the handle holds the database's ``LOCK`` (a POSIX lock, as
+RocksDB takes it) against writers of other processes, and a claim against
+this process's (`_Writer`). RocksDB's log reader loops
 forever on a record of the "recyclable" types in a WAL that was not recycled
 (as damage can make one): those are looked for first, in Python, and refused.
 
@@ -92,9 +97,14 @@ has already done so.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import mmap
 import os
+import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -126,7 +136,7 @@ from raftstore.engines._prefixed import (
     namespace_prefix,
 )
 from raftstore.engines.base import EngineOption, WriteBatch, between
-from raftstore.errors import RaftStoreError
+from raftstore.errors import RaftStoreError, StoreLockedError
 
 __all__ = ["RocksDBEngine"]
 
@@ -298,6 +308,74 @@ def _complete_table(path: Path) -> bool:
         return False
 
 
+#: Real paths of the databases a read-write handle of this process has open.
+_writers: set[str] = set()
+_writers_lock = threading.Lock()
+
+
+class _Writer:
+    """A read-write handle's claim on its database, and the POSIX lock on its ``LOCK``.
+
+    RocksDB takes ``LOCK`` with a POSIX lock; a read-write handle that reads
+    from a read-only open takes the same lock itself, so no writer of another
+    process opens the database meanwhile. POSIX locks do not conflict within
+    a process, and closing any descriptor of the file drops them all, so
+    this process's writers are kept apart by ``_writers``, and the lock is
+    closed only after the database. `release` is idempotent (also the
+    handle's finaliser) and does nothing in a forked child.
+    """
+
+    def __init__(self, real: str) -> None:
+        self.owner = os.getpid()
+        self.real = real
+        self.claimed = False
+        self.lock_fd: int | None = None
+        self.switching = threading.Lock()
+
+    def claim(self, engine: RocksDBEngine) -> None:
+        with _writers_lock:
+            if self.real in _writers:
+                held = BlockingIOError(errno.EAGAIN, "held by another handle in this process")
+                raise StoreLockedError(
+                    f"the {engine.name} database at {engine._data_path} is in use by another "
+                    "handle in this process; close it first"
+                ) from held
+            _writers.add(self.real)
+            self.claimed = True
+
+    def lock(self, engine: RocksDBEngine) -> None:
+        flags = os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(Path(self.real) / "LOCK", flags)
+        except FileNotFoundError:
+            return  # no writer holds it: RocksDB creates LOCK when it opens
+        except OSError as exc:
+            engine._raise_native(exc, "open")
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                raise StoreLockedError(
+                    f"the {engine.name} database at {engine._data_path} is in use by another "
+                    f"handle or process; close it first (IO error: LOCK: {exc})"
+                ) from exc
+            engine._raise_native(exc, "open")
+        self.lock_fd = fd
+
+    def release(self) -> None:
+        if os.getpid() != self.owner:
+            return
+        lock_fd, self.lock_fd = self.lock_fd, None
+        if lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(lock_fd)
+        if self.claimed:
+            self.claimed = False
+            with _writers_lock:
+                _writers.discard(self.real)
+
+
 class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
     """RocksDB (rocksdict) as a raftstore key-value engine.
 
@@ -360,28 +438,77 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
         self._scanned: dict[str, tuple[int, int]] = {}
         self._files_seen: tuple[tuple[str, int, int], ...] = ()
         super().__init__(path, sync=sync, read_only=read_only, options=options, create=create)
-        if read_only:
-            self._opened(self._open_read_only())
-        else:
-            if not self.create:
-                # Read-only first: it changes no file, so a refusal leaves them all as they were.
-                self._check_table_files(self._open_read_only())
-            try:
-                if self.create:
-                    self._data_path.mkdir(parents=True, exist_ok=True)
-                    self._check_logs()
-                native = rocksdict.Rdict(
-                    str(self._data_path),
-                    self._native_options(options, create=self.create),
-                    access_type=rocksdict.AccessType.read_write(),
-                )
-            except RaftStoreError:
-                raise
-            except Exception as exc:
-                self._raise_native(exc, "open")
-            self._opened(native)
         self._write_options = rocksdict.WriteOptions()
         self._write_options.sync = sync
+        #: A read-write handle of an existing database reads from a read-only
+        #: open until its first write, sync or compaction (`_writable`).
+        self._deferred = False
+        self._held = _Writer(os.path.realpath(self._data_path))
+        if read_only:
+            self._opened(self._open_read_only())
+            return
+        self._held.claim(self)
+        weakref.finalize(self, self._held.release)
+        try:
+            if self.create:
+                self._open_read_write()
+                return
+            # Read-only first: it changes no file, so a refusal (here, or by the store
+            # reading what the engine holds) leaves them all as they were. The
+            # database's LOCK is held meanwhile, as RocksDB takes it.
+            self._held.lock(self)
+            db = self._open_read_only()
+            try:
+                self._check_table_files(db)
+            except BaseException:
+                db.close()
+                raise
+            self._opened(db)
+            self._deferred = True
+        except BaseException:
+            self._held.release()
+            raise
+
+    def _open_read_write(self) -> None:
+        try:
+            if self.create:
+                self._data_path.mkdir(parents=True, exist_ok=True)
+                self._check_logs()
+            native = rocksdict.Rdict(
+                str(self._data_path),
+                self._native_options(self._options, create=self.create),
+                access_type=rocksdict.AccessType.read_write(),
+            )
+        except RaftStoreError:
+            raise
+        except Exception as exc:
+            self._raise_native(exc, "open")
+        self._opened(native)
+
+    def _writable(self) -> rocksdict.Rdict:
+        """Return the database for a write: opened read-write now if still deferred."""
+        db = self._live()
+        if not self._deferred:
+            return db
+        with self._held.switching:
+            if not self._deferred:
+                return self._live()
+            self._db = None
+            try:
+                db.close()
+            except Exception as exc:
+                self._raise_native(exc, "close")
+            self._deferred = False
+            self._open_read_write()
+        return self._live()
+
+    def close(self) -> None:
+        """Close the database, then release its LOCK (and this handle's claim on it)."""
+        try:
+            super().close()
+        finally:
+            if not self.read_only:
+                self._held.release()
 
     @staticmethod
     def _native_options(options: Mapping[str, Any], *, create: bool) -> rocksdict.Options:
@@ -497,7 +624,7 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
     def _check_table_files(self, db: rocksdict.Rdict) -> None:
         """Check, from read-only *db*, that RocksDB would recover every write its files hold.
 
-        *db* is closed. Raises `CorruptionError` when the MANIFEST and the WALs
+        *db* stays open. Raises `CorruptionError` when the MANIFEST and the WALs
         show a hole in the writes RocksDB would recover, the sign of a
         truncated or damaged MANIFEST (or of a missing WAL). The criterion and
         its limits are stated in the module's "The MANIFEST check" section.
@@ -506,9 +633,7 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
             live = {entry["name"].lstrip("/") for entry in db.live_files()}
             recovered = db.latest_sequence_number()
         except Exception as exc:
-            db.close()
             self._raise_native(exc, "open")
-        db.close()
         data = self._data_path
         try:
             names = os.listdir(data)
@@ -620,7 +745,7 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
         """Apply *batch* as one RocksDB write batch: all of it or, on any error, none."""
         if self.read_only:
             raise self._read_only_error()
-        db = self._live()
+        db = self._writable()
         native = rocksdict.WriteBatch(raw_mode=True)
         prefixes = NAMESPACE_PREFIXES
         try:
@@ -641,7 +766,7 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
         """Store one value with ``DB::Put`` (cheaper than a batch of one when synced)."""
         if self.read_only:
             raise self._read_only_error()
-        db = self._live()
+        db = self._writable()
         prefixed = namespace_prefix(namespace) + key
         try:
             db.put(prefixed, value, self._write_options)
@@ -725,6 +850,7 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
         db = self._live()
         if self.read_only:
             return
+        db = self._writable()
         try:
             db.flush_wal(sync=True)
         except Exception as exc:
@@ -735,6 +861,7 @@ class RocksDBEngine(PrefixedEngine[rocksdict.Rdict]):
         db = self._live()
         if self.read_only:
             return
+        db = self._writable()
         compact_options = rocksdict.CompactOptions()
         # Without this, RocksDB skips the bottommost level, where most deleted data sits.
         compact_options.set_bottommost_level_compaction(
