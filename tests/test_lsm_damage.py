@@ -303,6 +303,20 @@ def test_zeroed_log_region_before_later_records_is_refused(engine: str, data: Pa
     assert_refused(engine, data, "missing")
 
 
+def test_zeroed_first_page_of_the_live_log_is_refused(engine: str, data: Path) -> None:
+    # The engines skip the rest of a block after a zero header: every write in the log's
+    # first block would be gone. The records after the zeros (found by their checksums)
+    # start past the MANIFEST's last sequence number: writes before them are missing.
+    write(engine, data, 1, 20, close=True)
+    write(engine, data, 21, 120, close=False, create=False)
+    log = max(logs_of(data), key=lambda p: int(p.stem))
+    whole = bytearray(log.read_bytes())
+    assert 8192 < len(whole) < 32768
+    whole[:4096] = bytes(4096)
+    log.write_bytes(bytes(whole))
+    assert_refused(engine, data, "sequence")
+
+
 # -- issue 10 case 3: a truncated RocksDB MANIFEST is not a shorter valid one ---------------
 
 

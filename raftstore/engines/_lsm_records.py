@@ -29,12 +29,57 @@ _RECYCLABLE_TYPES = frozenset((5, 6, 7, 8, 11))
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 
 
-def _log_records(data: Any, start: int = 0) -> Iterator[tuple[int, int, int]]:
+#: The pseudo record type `_log_records` yields where it resynchronised after a hole.
+_HOLE = -1
+
+
+def _crc32c_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC32C = _crc32c_table()
+
+
+def _masked_crc32c(data: bytes) -> int:
+    """Return the masked CRC-32C LevelDB and RocksDB store in a record header."""
+    crc = 0xFFFFFFFF
+    table = _CRC32C
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _valid_record_at(data: Any, pos: int, end: int) -> bool:
+    """Tell whether a whole record of a plain type, its checksum right, starts at *pos*."""
+    kind = data[pos + 6]
+    length = data[pos + 4] | (data[pos + 5] << 8)
+    if kind not in (_FULL, _FIRST, _MIDDLE, _LAST) or pos + _LOG_HEADER + length > end:
+        return False
+    stored = int.from_bytes(bytes(data[pos : pos + 4]), "little")
+    return stored == _masked_crc32c(bytes(data[pos + 6 : pos + _LOG_HEADER + length]))
+
+
+def _log_records(
+    data: Any, start: int = 0, *, resync: bool = False
+) -> Iterator[tuple[int, int, int]]:
     """Yield ``(offset, type, length)`` of each physical record from *start*, as RocksDB walks.
 
     A record whose length runs past its block makes the reader skip to the
     next block, as does a zero header (preallocated space); a partial header
     at the end is a torn tail and ends the walk.
+
+    With *resync*, a zero header followed in its block by bytes that are not
+    all zero (which neither engine writes: each pads only a block's last six
+    bytes or fewer) yields a ``_HOLE`` pseudo record and the walk goes on at
+    the next checksum-valid record in the block, if any: the engines skip the
+    rest of the block, and the records there show what the hole took.
     """
     size = len(data)
     pos = start
@@ -45,6 +90,19 @@ def _log_records(data: Any, start: int = 0) -> Iterator[tuple[int, int, int]]:
             continue
         length = data[pos + 4] | (data[pos + 5] << 8)
         kind = data[pos + 6]
+        if resync and kind == 0 and length == 0 and any(bytes(data[pos : pos + left])):
+            block_end = min(pos + left, size)
+            found = next(
+                (
+                    at
+                    for at in range(pos + 1, block_end - _LOG_HEADER + 1)
+                    if _valid_record_at(data, at, block_end)
+                ),
+                None,
+            )
+            yield pos, _HOLE, 0
+            pos = pos + left if found is None else found
+            continue
         yield pos, kind, length
         end = pos + (_LOG_HEADER + 4 if kind in _RECYCLABLE_TYPES else _LOG_HEADER) + length
         if (kind == 0 and length == 0) or end > pos + left:
@@ -84,7 +142,7 @@ def _log_scan(path: Path, start: int = 0) -> tuple[str | None, int]:
     return None, resume
 
 
-def _logical_records(data: Any) -> Iterator[tuple[int, bytes]]:
+def _logical_records(data: Any, *, resync: bool = False) -> Iterator[tuple[int, bytes]]:
     """Yield ``(offset, payload)`` of each whole logical record, fragments joined.
 
     Only records whose every fragment is in the file are yielded (a torn
@@ -94,7 +152,10 @@ def _logical_records(data: Any) -> Iterator[tuple[int, bytes]]:
     """
     parts: list[bytes] = []
     start = 0
-    for pos, kind, length in _log_records(data):
+    for pos, kind, length in _log_records(data, resync=resync):
+        if kind == _HOLE:
+            parts = []
+            continue
         if pos + _LOG_HEADER + length > len(data):
             return
         payload = bytes(data[pos + _LOG_HEADER : pos + _LOG_HEADER + length])
@@ -119,7 +180,7 @@ def _wal_batches(path: Path) -> list[tuple[int, int]]:
     try:
         return [
             (int.from_bytes(payload[:8], "little"), int.from_bytes(payload[8:12], "little"))
-            for _, payload in _logical_records(data)
+            for _, payload in _logical_records(data, resync=True)
             if len(payload) >= 12
         ]
     finally:
