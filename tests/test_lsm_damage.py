@@ -76,6 +76,16 @@ if action == "open":
     except Exception as exc:
         print(json.dumps({"native": repr(exc)}))
 
+if action == "hold":
+    engine = Engine(path, sync=True, read_only=args["read_only"], options=options, create=False)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    if not args["read_only"]:
+        engine.write(WriteBatch(puts=[(LOGS, index(1000), b"x" * 100)]))
+    engine.close()
+    print(json.dumps({"held": True}))
+    os._exit(0)
+
 if action == "fork":
     engine = Engine(path, sync=True, read_only=False, options=options, create=False)
     engine.write(WriteBatch(puts=[(LOGS, index(1000), b"parent")]))
@@ -644,3 +654,36 @@ def test_leveldb_store_verify_and_read_only_open_change_no_file(tmp_path: Path) 
     assert {k: v for k, v in after.items() if k.startswith("data")} == {
         k: v for k, v in before.items() if k.startswith("data")
     }
+
+
+@pytest.mark.parametrize("holder", ["read-write", "read-only"])
+def test_open_handle_keeps_a_writer_of_another_process_out(
+    engine: str, data: Path, holder: str
+) -> None:
+    # Before its first write a read-write handle reads from a read-only open (RocksDB) or a
+    # snapshot (LevelDB), and a LevelDB read-only handle always does: each still holds LOCK.
+    if holder == "read-only" and engine == "rocksdb":
+        pytest.skip("a RocksDB read-only handle runs beside a writer by design")
+    write(engine, data, 1, 10, close=True)
+    held = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, engine, str(data), "hold",
+         json.dumps({"read_only": holder == "read-only"})],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(raftstore.__file__).parent.parent)},
+    )  # fmt: skip
+    try:
+        assert held.stdout is not None
+        assert held.stdin is not None
+        assert held.stdout.readline().strip() == "ready"
+        report = open_report(engine, data)
+        assert report.get("error") == "StoreLockedError", report
+        held.stdin.write("\n")
+        held.stdin.flush()
+        out, _ = held.communicate(timeout=TIMEOUT)
+        assert '"held": true' in out
+    finally:
+        if held.poll() is None:
+            held.kill()
+            held.wait(timeout=TIMEOUT)
+    expected = list(range(1, 11)) + ([1000] if holder == "read-write" else [])
+    assert open_report(engine, data).get("keys") == expected
