@@ -364,6 +364,8 @@ class RaftStore:
             key = _pack_index(index)
             raw = self._engine.get(LOGS, key)
             if raw is None:
+                if self._read_only:
+                    continue  # a writer beside this handle deleted it since the seek
                 raise CorruptionError(f"log {index}: the engine lists its key but holds no record")
             try:
                 self._format.unframe(LOGS, key, raw, f"log {index}")
