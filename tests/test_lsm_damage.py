@@ -687,3 +687,21 @@ def test_open_handle_keeps_a_writer_of_another_process_out(
             held.wait(timeout=TIMEOUT)
     expected = list(range(1, 11)) + ([1000] if holder == "read-write" else [])
     assert open_report(engine, data).get("keys") == expected
+
+
+def test_log_hole_rule_refuses_holes_inside_a_log_not_a_lost_older_tail() -> None:
+    from raftstore.engines._lsm_records import batch_gap
+
+    # An older log whose unsynced tail a power cut lost, a newer one whose writes landed:
+    # nothing acknowledged is missing, so the store must open (LevelDB recovers the rest).
+    assert (
+        batch_gap([("5.log", [(11, 1, False), (12, 1, False)]), ("7.log", [(20, 1, False)])], 10)
+        is None
+    )
+    # ... and the live log lost every unsynced write while the next one kept some.
+    assert batch_gap([("5.log", []), ("7.log", [(20, 1, False)])], 10) is None
+    # Inside one log: between two batches, after a zeroed region, at the live log's head.
+    assert batch_gap([("5.log", [(11, 1, False), (15, 1, False)])], 10) is not None
+    assert batch_gap([("5.log", [(11, 1, False)]), ("7.log", [(20, 1, True)])], 10) is not None
+    assert batch_gap([("5.log", [(14, 1, False)])], 10) is not None
+    assert batch_gap([("5.log", [(11, 2, False), (13, 0, False), (13, 1, False)])], 10) is None

@@ -155,6 +155,7 @@ def _logical_records(data: Any, *, resync: bool = False) -> Iterator[tuple[int, 
     for pos, kind, length in _log_records(data, resync=resync):
         if kind == _HOLE:
             parts = []
+            yield _HOLE, b""  # a hole (resync only): offset -1, no payload
             continue
         if pos + _LOG_HEADER + length > len(data):
             return
@@ -186,6 +187,29 @@ def _wal_batches(path: Path) -> list[tuple[int, int]]:
     finally:
         if isinstance(data, mmap.mmap):
             data.close()
+
+
+def log_batches(path: Path) -> list[tuple[int, int, bool]]:
+    """Return ``(sequence, count, after_hole)`` of each whole write batch in the log *path*.
+
+    *after_hole*: a zero header followed by data in its block (`_log_records`)
+    comes between this batch and the one before it in the file (or the start).
+    """
+    data = _read_whole(path)
+    batches: list[tuple[int, int, bool]] = []
+    hole = False
+    try:
+        for pos, payload in _logical_records(data, resync=True):
+            if pos == _HOLE:
+                hole = True
+            elif len(payload) >= 12:
+                sequence = int.from_bytes(payload[:8], "little")
+                batches.append((sequence, int.from_bytes(payload[8:12], "little"), hole))
+                hole = False
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
+    return batches
 
 
 def _file_number(name: str) -> int:
@@ -288,33 +312,41 @@ def read_leveldb_manifest(path: Path) -> LevelDBManifest | None:
             data.close()
 
 
-def batch_gap(logs: list[tuple[str, list[tuple[int, int]]]], last_sequence: int) -> str | None:
-    """Describe the first hole in the write batches of *logs*, or None.
+def batch_gap(
+    logs: list[tuple[str, list[tuple[int, int, bool]]]], last_sequence: int
+) -> str | None:
+    """Describe the first hole in the write batches of *logs* that no power cut leaves, or None.
 
-    *logs*: ``(name, [(sequence, count), ...])`` of each log the engine
-    replays, oldest first; *last_sequence*: the MANIFEST's. A write batch
+    *logs*: ``(name, batches)`` of each log the engine replays, oldest first,
+    the first being the live log the MANIFEST names; *batches* as
+    `log_batches` returns them; *last_sequence*: the MANIFEST's. A batch
     numbered past the writes before it (the previous batch's sequence plus
-    its count, or ``last_sequence + 1`` for the first) means writes in
-    between are in no log, while later ones are: a deleted or zeroed part of
-    a log, or a log missing between two others.
+    its count, or ``last_sequence + 1`` for the first) means the writes in
+    between are gone while later ones are there. That is refused when it lies
+    inside one log: between two of its batches, after a zeroed region, or
+    before the first batch of the live log (a log's head never vanishes). A
+    hole where an older log simply ends is not: unsynced writes (never
+    acknowledged) can reach the disk in a newer log and not in the older one
+    before a power cut, which the engine cannot tell from a lost tail.
     """
     expected: int | None = None
     where = ""
-    for name, batches in logs:
-        for sequence, count in batches:
-            if expected is None and sequence > last_sequence + 1:
+    for position, (name, batches) in enumerate(logs):
+        for index, (sequence, count, after_hole) in enumerate(batches):
+            inside = index > 0 or after_hole or (expected is None and position == 0)
+            if inside and sequence > (last_sequence + 1 if expected is None else expected):
+                if expected is None:
+                    return (
+                        f"{name} starts at sequence {sequence}, but the MANIFEST accounts for "
+                        f"writes only up to {last_sequence}: writes {last_sequence + 1}.."
+                        f"{sequence - 1} are in no log and no table file; the log's start is "
+                        "missing or zeroed"
+                    )
                 return (
-                    f"{name} starts at sequence {sequence}, but the MANIFEST accounts for "
-                    f"writes only up to {last_sequence}: writes {last_sequence + 1}.."
-                    f"{sequence - 1} are in no log and no table file; a log, or its start, "
-                    "is missing"
-                )
-            if expected is not None and sequence > expected:
-                return (
-                    f"writes {expected}..{sequence - 1} are missing between {where} and "
-                    f"{name}, but writes after them are there: a log, or part of one, is "
-                    "missing or zeroed (the engine would recover the later writes without "
-                    "the earlier)"
+                    f"writes {expected}..{sequence - 1} are missing in {name}"
+                    f"{'' if where == name else f' (after {where})'}, but writes after them "
+                    "are there: part of the log is missing or zeroed (the engine would "
+                    "recover the later writes without the earlier)"
                 )
             expected = max(expected or 0, sequence + count)
             where = name

@@ -45,7 +45,7 @@ one included: in the snapshot, not in the database.
 Before any native call, an existing database's MANIFEST is read in Python
 (`raftstore.engines._lsm_records`): a missing live log (the log number the
 MANIFEST records, which LevelDB never deletes while it is live) or a hole in
-the sequence numbers of the write batches in the logs LevelDB replays (a
+the sequence numbers of the write batches inside a log LevelDB replays (a
 zeroed block LevelDB would skip) is refused (`LevelDBEngine._check_logs`).
 Out of reach: a log cut at a record boundary, or zeroed from some point to its
 end, looks like writes that were never made; only an outside record (the
@@ -71,8 +71,8 @@ import plyvel
 
 from raftstore.engines._lsm_records import (
     _file_number,
-    _wal_batches,
     batch_gap,
+    log_batches,
     read_leveldb_manifest,
 )
 from raftstore.engines._prefixed import (
@@ -403,10 +403,12 @@ class LevelDBEngine(PrefixedEngine[Any]):
         record, and deletes a log only once a later record moved L past it:
         log L (and a recorded previous log) is never missing unless deleted
         behind LevelDB's back, and LevelDB would then open without its writes.
-        A write batch numbered past the writes before it in the logs it
-        replays (or past the MANIFEST's last sequence number, for the first)
-        means writes in between are gone while later ones are there: LevelDB
-        skips a zeroed block and reads on.
+        A write batch numbered past the writes before it inside one log
+        (between two of its batches, after a zeroed region, or at the live
+        log's head, past the MANIFEST's last sequence number) means writes in
+        between are gone while later ones are there: LevelDB skips a zeroed
+        block and reads on (`batch_gap`). A hole where an older log ends is
+        accepted: a power cut can leave it with unsynced writes only.
         """
         data = self._data_path
         try:
@@ -433,7 +435,7 @@ class LevelDBEngine(PrefixedEngine[Any]):
             if number >= manifest.log_number or number == manifest.prev_log_number
         )
         gap = batch_gap(
-            [(name, _wal_batches(data / name)) for _, name in replayed], manifest.last_sequence
+            [(name, log_batches(data / name)) for _, name in replayed], manifest.last_sequence
         )
         if gap is not None:
             raise self._damaged(gap)
