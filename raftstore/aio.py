@@ -33,15 +33,15 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from itertools import islice
-from pathlib import Path
 from typing import Any, Generic, NoReturn, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import raftstore
+from raftstore._wrapping import WrappedStoreAttributes
 from raftstore.cache import read_batch
 from raftstore.errors import ConfigurationError, StorageError, StoreClosedError
 from raftstore.log import MAX_UINT64, Log
-from raftstore.protocols import Capabilities, RaftStoreProtocol
+from raftstore.protocols import RaftStoreProtocol
 from raftstore.registry import coerce_value
 from raftstore.url import parse_target
 
@@ -326,7 +326,7 @@ async def _through_cancellation(future: asyncio.Future[Any]) -> None:
             await asyncio.shield(future)
 
 
-class AsyncStore:
+class AsyncStore(WrappedStoreAttributes):
     """A raftstore store for asyncio: `raftstore.RaftStore`'s methods as coroutines.
 
     Returned by `open` (or `wrap`). Safe to use from any number of tasks; calls
@@ -343,41 +343,6 @@ class AsyncStore:
         self._finalizer = weakref.finalize(self, _abandon, worker, repr(store))
 
     # -- attributes (no engine call: read on the loop) ------------------------------------
-
-    @property
-    def engine(self) -> str:
-        """Name of the engine the store was opened with."""
-        return self._store.engine
-
-    @property
-    def codec(self) -> str:
-        """Name of the codec the store's records are written with."""
-        return self._store.codec
-
-    @property
-    def path(self) -> Path | None:
-        """The store's directory (None in memory)."""
-        return self._store.path
-
-    @property
-    def closed(self) -> bool:
-        """True once `close` was called (or the store underneath was closed)."""
-        return self._closed or self._store.closed
-
-    @property
-    def read_only(self) -> bool:
-        """True when the store was opened with ``read_only=True``."""
-        return self._store.read_only
-
-    @property
-    def is_monotonic(self) -> bool:
-        """The store's ``is_monotonic`` (hashicorp ``MonotonicLogStore``)."""
-        return self._store.is_monotonic
-
-    @property
-    def capabilities(self) -> Capabilities:
-        """What the store's engine can do."""
-        return self._store.capabilities
 
     @property
     def group_commit(self) -> bool:

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any, NoReturn
 
+from raftstore._wrapping import WrappedStoreAttributes
 from raftstore.errors import (
     ConfigurationError,
     InvalidArgumentError,
@@ -36,7 +36,7 @@ from raftstore.errors import (
     StoreClosedError,
 )
 from raftstore.log import MAX_UINT64, Log, is_storable, validate_log
-from raftstore.protocols import Capabilities, RaftStoreProtocol
+from raftstore.protocols import RaftStoreProtocol
 
 __all__ = ["LogCache", "read_batch"]
 
@@ -79,7 +79,7 @@ def read_batch(logs: Iterable[Log]) -> list[Log] | Iterable[Log]:
         return _Unreadable(exc)
 
 
-class LogCache:
+class LogCache(WrappedStoreAttributes):
     """A store that keeps the last *capacity* log entries written in memory.
 
     Wraps *store* (any store with the whole `RaftStoreProtocol`, such as the
@@ -132,41 +132,6 @@ class LogCache:
     def owns_store(self) -> bool:
         """True when `close` also closes the wrapped store."""
         return self._owns_store
-
-    @property
-    def engine(self) -> str:
-        """Name of the wrapped store's engine."""
-        return self._store.engine
-
-    @property
-    def codec(self) -> str:
-        """Name of the wrapped store's codec."""
-        return self._store.codec
-
-    @property
-    def path(self) -> Path | None:
-        """The wrapped store's directory (None in memory)."""
-        return self._store.path
-
-    @property
-    def closed(self) -> bool:
-        """True once the cache, or the store under it, was closed."""
-        return self._closed or self._store.closed
-
-    @property
-    def read_only(self) -> bool:
-        """True when the wrapped store refuses writes."""
-        return self._store.read_only
-
-    @property
-    def is_monotonic(self) -> bool:
-        """The wrapped store's ``is_monotonic`` (hashicorp ``MonotonicLogStore``)."""
-        return self._store.is_monotonic
-
-    @property
-    def capabilities(self) -> Capabilities:
-        """The wrapped store's `Capabilities`: the cache adds and removes none."""
-        return self._store.capabilities
 
     @property
     def sync_writes(self) -> bool:
