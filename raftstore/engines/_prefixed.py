@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import abc
 import ctypes
+import errno
+import fcntl
 import os
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
@@ -60,6 +62,7 @@ __all__ = [
     "fsync_directory",
     "fsync_file",
     "key_bounds",
+    "lock_native_lock_file",
     "namespace_bounds",
     "namespace_prefix",
     "successor",
@@ -393,3 +396,30 @@ class PrefixedEngine(Engine, Generic[_Database]):
             db.close()
         except Exception as exc:
             self._raise_native(exc, "close")
+
+
+def lock_native_lock_file(engine: PrefixedEngine[Any], directory: Path) -> int | None:
+    """Take the POSIX lock the engine itself takes on *directory*'s ``LOCK``; return its fd.
+
+    None when there is no ``LOCK`` file (no writer can hold it: the engine
+    creates it when it opens). Raises `StoreLockedError` when another
+    process holds it. The caller closes the descriptor to release it.
+    """
+    flags = os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(directory / "LOCK", flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        engine._raise_native(exc, "open")
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            raise StoreLockedError(
+                f"the {engine.name} database at {engine._data_path} is in use by another "
+                f"handle or process; close it first (IO error: LOCK: {exc})"
+            ) from exc
+        engine._raise_native(exc, "open")
+    return fd

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import shutil
@@ -88,6 +87,7 @@ from raftstore.engines._prefixed import (
     fsync_directory,
     fsync_file,
     key_bounds,
+    lock_native_lock_file,
     namespace_bounds,
     namespace_prefix,
 )
@@ -360,24 +360,7 @@ class LevelDBEngine(PrefixedEngine[Any]):
         own lock did. (This process's handles are kept apart by ``_in_use``:
         POSIX locks do not conflict within a process.)
         """
-        flags = os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(self._data_path / "LOCK", flags)
-        except FileNotFoundError:
-            return  # no writer can hold it: LevelDB creates LOCK when it opens
-        except OSError as exc:
-            self._raise_native(exc, "open")
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EACCES, errno.EAGAIN):
-                raise StoreLockedError(
-                    f"the {self.name} database at {self._data_path} is in use by another "
-                    f"handle or process; close it first ({exc})"
-                ) from exc
-            self._raise_native(exc, "open")
-        self._held.lock_fd = fd
+        self._held.lock_fd = lock_native_lock_file(self, self._data_path)
 
     def close(self) -> None:
         """Close the database, then remove its snapshot and release its lock."""

@@ -99,7 +99,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import mmap
 import os
 import threading
@@ -132,6 +131,7 @@ from raftstore.engines._prefixed import (
     compression_option,
     delete_ranges,
     key_bounds,
+    lock_native_lock_file,
     namespace_bounds,
     namespace_prefix,
 )
@@ -344,24 +344,7 @@ class _Writer:
             self.claimed = True
 
     def lock(self, engine: RocksDBEngine) -> None:
-        flags = os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(Path(self.real) / "LOCK", flags)
-        except FileNotFoundError:
-            return  # no writer holds it: RocksDB creates LOCK when it opens
-        except OSError as exc:
-            engine._raise_native(exc, "open")
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EACCES, errno.EAGAIN):
-                raise StoreLockedError(
-                    f"the {engine.name} database at {engine._data_path} is in use by another "
-                    f"handle or process; close it first (IO error: LOCK: {exc})"
-                ) from exc
-            engine._raise_native(exc, "open")
-        self.lock_fd = fd
+        self.lock_fd = lock_native_lock_file(engine, Path(self.real))
 
     def release(self) -> None:
         if os.getpid() != self.owner:
